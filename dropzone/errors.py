@@ -1,0 +1,112 @@
+"""dropzone's exception tree. Library errors are converted at one boundary each.
+
+::
+
+    DropzoneError
+    ├── ConfigError              bad configuration: the daemon refuses to start (exit 2)
+    ├── ProblemError             an artifact or sidecar is invalid; carries Problem records
+    └── OllamaError              anything that went wrong talking to an Ollama host
+        ├── TransientError       worth retrying with backoff: the same request may succeed later
+        │   ├── UnreachableError     connection refused, DNS failure, connection reset
+        │   ├── TimeoutError_        connect/read/write/pool timeout
+        │   └── ServerError          HTTP 5xx before any create output
+        └── PermanentError       retrying the same request cannot help until inputs change
+            ├── RequestError         HTTP 4xx (status and the server's error text)
+            │   └── DigestMismatchError   400 "digest mismatch": the file changed, re-hash
+            └── CreateError          an {"error": …} line in the create stream (even with HTTP 200)
+
+``error.transient`` tells the importer whether to schedule a retry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class DropzoneError(Exception):
+    """Base of every error dropzone raises on purpose."""
+
+    transient: bool = False
+
+
+class ConfigError(DropzoneError):
+    """Invalid configuration; ``problems`` holds one message per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input file: where, what, and how to fix it."""
+
+    path: str
+    message: str
+    fix: str = ""
+    line: int | None = None
+    column: int | None = None
+    key: str | None = None
+
+    def describe(self) -> str:
+        where = self.path
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        text = f"{where}: {self.message}"
+        if self.key:
+            text += f" (key {self.key!r})"
+        if self.fix:
+            text += f"; fix: {self.fix}"
+        return text
+
+
+class ProblemError(DropzoneError):
+    """An artifact or sidecar is invalid. Permanent until the file changes."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(p.describe() for p in problems))
+        self.problems = problems
+
+
+class OllamaError(DropzoneError):
+    """A failure talking to one Ollama host."""
+
+    def __init__(self, message: str, *, host: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.host = host
+        self.status = status
+
+
+class TransientError(OllamaError):
+    transient = True
+
+
+class UnreachableError(TransientError):
+    pass
+
+
+class TimeoutError_(TransientError):  # noqa: N801 - the builtin TimeoutError must stay distinct
+    pass
+
+
+class ServerError(TransientError):
+    pass
+
+
+class PermanentError(OllamaError):
+    transient = False
+
+
+class RequestError(PermanentError):
+    pass
+
+
+class DigestMismatchError(RequestError):
+    pass
+
+
+class CreateError(PermanentError):
+    pass

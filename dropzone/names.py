@@ -1,0 +1,103 @@
+"""Ollama model names (types/model/name.go, v0.33): parse, validate, display, derive.
+
+Pure functions. ``parse_name`` follows the server's grammar exactly, so dropzone refuses
+a name the server would refuse before uploading anything.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+DEFAULT_HOST = "registry.ollama.ai"
+DEFAULT_NAMESPACE = "library"
+DEFAULT_TAG = "latest"
+
+_FIRST = "A-Za-z0-9_"
+_PART_RE = {
+    "host": re.compile(rf"[{_FIRST}][A-Za-z0-9_.:-]{{0,349}}"),
+    "namespace": re.compile(rf"[{_FIRST}][A-Za-z0-9_-]{{0,79}}"),
+    "model": re.compile(rf"[{_FIRST}][A-Za-z0-9_.-]{{0,79}}"),
+    "tag": re.compile(rf"[{_FIRST}][A-Za-z0-9_.-]{{0,79}}"),
+}
+_SHARD_RE = re.compile(r"-\d{5}-of-\d{5}$")
+_INVALID_MODEL_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class Name:
+    host: str
+    namespace: str
+    model: str
+    tag: str
+
+    def display_shortest(self) -> str:
+        """``model:tag``, ``ns/model:tag`` or ``host/ns/model:tag`` as Ollama shows it."""
+        if self.host.lower() == DEFAULT_HOST:
+            if self.namespace.lower() == DEFAULT_NAMESPACE:
+                return f"{self.model}:{self.tag}"
+            return f"{self.namespace}/{self.model}:{self.tag}"
+        return f"{self.host}/{self.namespace}/{self.model}:{self.tag}"
+
+    def key(self) -> tuple[str, str, str, str]:
+        """Case-insensitive identity, as the server matches existing names."""
+        return (self.host.lower(), self.namespace.lower(), self.model.lower(), self.tag.lower())
+
+
+class InvalidName(ValueError):
+    pass
+
+
+def parse_name(text: str) -> Name:
+    """Parse ``[scheme://][host/][namespace/]model[:tag]``; raise InvalidName if any part fails."""
+    rest = text
+    if "://" in rest:
+        rest = rest.split("://", 1)[1]
+    tag = DEFAULT_TAG
+    colon, slash = rest.rfind(":"), rest.rfind("/")
+    if colon > slash:
+        rest, tag = rest[:colon], rest[colon + 1 :]
+        if not tag:
+            raise InvalidName(f"invalid model name {text!r}: empty tag")
+    parts = rest.split("/")
+    if len(parts) > 3:
+        raise InvalidName(f"invalid model name {text!r}: too many '/' separated parts")
+    host, namespace = DEFAULT_HOST, DEFAULT_NAMESPACE
+    if len(parts) == 3:
+        host, namespace, model = parts
+    elif len(parts) == 2:
+        namespace, model = parts
+    else:
+        (model,) = parts
+    name = Name(host, namespace, model, tag)
+    for part in ("host", "namespace", "model", "tag"):
+        value = getattr(name, part)
+        if not value.isascii() or not _PART_RE[part].fullmatch(value):
+            raise InvalidName(f"invalid model name {text!r}: bad {part} {value!r}")
+    return name
+
+
+def is_valid_name(text: str) -> bool:
+    try:
+        parse_name(text)
+    except InvalidName:
+        return False
+    return True
+
+
+def derive_name(file_or_folder: str, default_tag: str = DEFAULT_TAG) -> str:
+    """A model name from a file or folder name: ``Z-Model-00001-of-00002.gguf`` → ``z-model:latest``.
+
+    Characters Ollama forbids become ``-``; leading ``-``/``.`` are dropped. A name that is still
+    invalid (empty, too long, bad tag) raises InvalidName rather than being guessed at.
+    """
+    stem = file_or_folder
+    if stem.lower().endswith(".gguf"):
+        stem = stem[: -len(".gguf")]
+    stem = _SHARD_RE.sub("", stem).lower()
+    stem = _INVALID_MODEL_CHARS.sub("-", stem).strip("-.")
+    if not stem:
+        raise InvalidName(f"cannot derive a model name from {file_or_folder!r}: nothing usable left")
+    name = f"{stem}:{default_tag}"
+    parse_name(name)
+    return name

@@ -1,0 +1,4 @@
+"""Test support: the Ollama API emulator and builders for test artifacts.
+
+Needs the ``test`` extra (``gguf``, ``safetensors``, ``numpy``).
+"""
