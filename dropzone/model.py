@@ -1,0 +1,71 @@
+"""Frozen value types shared across modules: artifacts and recipes.
+
+An *artifact* is what sits in the drop folder and becomes (part of) a model. A *recipe* is
+what dropzone will ask one Ollama host to create from it: the ``/api/create`` request with
+file paths where the digests will go. Digests are filled in by ``Recipe.request``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class ArtifactKind(StrEnum):
+    GGUF = "gguf"  # one model GGUF (with its projector, if any)
+    GGUF_SPLIT = "gguf-split"  # NAME-0000K-of-0000N.gguf shards, one model
+    GGUF_ADAPTER = "gguf-adapter"  # general.type = adapter: only through a sidecar
+    SAFETENSORS = "safetensors"  # a folder with config.json and *.safetensors
+    SAFETENSORS_ADAPTER = "safetensors-adapter"  # a folder with adapter_config.json
+
+
+@dataclass(frozen=True)
+class ArtifactFile:
+    """One file of an artifact: its key in the ``files`` map and where it lies."""
+
+    key: str
+    path: Path
+    expected_size: int | None = None  # from the header, when the format tells it
+
+
+@dataclass(frozen=True)
+class Artifact:
+    kind: ArtifactKind
+    path: Path  # identity: the GGUF file (first shard for a split group) or the folder
+    files: tuple[ArtifactFile, ...]
+    sidecar: Path | None = None
+    file_type: str | None = None  # GGUF general.file_type name (F16, Q4_K_M, …) when known
+    architecture: str | None = None  # GGUF general.architecture or config.json architectures[0]
+
+    @property
+    def is_adapter(self) -> bool:
+        return self.kind in (ArtifactKind.GGUF_ADAPTER, ArtifactKind.SAFETENSORS_ADAPTER)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What to create: the ``/api/create`` fields, with paths where digests will go."""
+
+    model: str
+    artifact: Artifact
+    sidecar: Path | None
+    files: Mapping[str, Path] = field(default_factory=dict)  # key → path (empty with ``from``)
+    adapters: Mapping[str, Path] = field(default_factory=dict)
+    fields: Mapping[str, Any] = field(default_factory=dict)  # from, system, template, …
+
+    def blob_paths(self) -> list[Path]:
+        """Every file whose bytes must be on the server, in a stable order."""
+        return sorted({*self.files.values(), *self.adapters.values()})
+
+    def request(self, digests: Mapping[Path, str]) -> dict[str, Any]:
+        """The ``/api/create`` body (without ``stream``) given ``path → sha256:<hex>``."""
+        body: dict[str, Any] = {"model": self.model}
+        if self.files:
+            body["files"] = {k: digests[p] for k, p in sorted(self.files.items())}
+        if self.adapters:
+            body["adapters"] = {k: digests[p] for k, p in sorted(self.adapters.items())}
+        body.update(self.fields)
+        return body
