@@ -8,7 +8,7 @@
     └── OllamaError              anything that went wrong talking to an Ollama host
         ├── TransientError       worth retrying with backoff: the same request may succeed later
         │   ├── UnreachableError     connection refused, DNS failure, connection reset
-        │   ├── TimeoutError_        connect/read/write/pool timeout
+        │   ├── RequestTimeoutError      connect/read/write/pool timeout
         │   └── ServerError          HTTP 5xx before any create output
         └── PermanentError       retrying the same request cannot help until inputs change
             ├── RequestError         HTTP 4xx (status and the server's error text)
@@ -88,7 +88,7 @@ class UnreachableError(TransientError):
     pass
 
 
-class TimeoutError_(TransientError):  # noqa: N801 - the builtin TimeoutError must stay distinct
+class RequestTimeoutError(TransientError):
     pass
 
 

@@ -44,12 +44,12 @@ class Name:
         return (self.host.lower(), self.namespace.lower(), self.model.lower(), self.tag.lower())
 
 
-class InvalidName(ValueError):
+class InvalidNameError(ValueError):
     pass
 
 
 def parse_name(text: str) -> Name:
-    """Parse ``[scheme://][host/][namespace/]model[:tag]``; raise InvalidName if any part fails."""
+    """Parse ``[scheme://][host/][namespace/]model[:tag]``; InvalidNameError if a part fails."""
     rest = text
     if "://" in rest:
         rest = rest.split("://", 1)[1]
@@ -58,10 +58,10 @@ def parse_name(text: str) -> Name:
     if colon > slash:
         rest, tag = rest[:colon], rest[colon + 1 :]
         if not tag:
-            raise InvalidName(f"invalid model name {text!r}: empty tag")
+            raise InvalidNameError(f"invalid model name {text!r}: empty tag")
     parts = rest.split("/")
     if len(parts) > 3:
-        raise InvalidName(f"invalid model name {text!r}: too many '/' separated parts")
+        raise InvalidNameError(f"invalid model name {text!r}: too many '/' separated parts")
     host, namespace = DEFAULT_HOST, DEFAULT_NAMESPACE
     if len(parts) == 3:
         host, namespace, model = parts
@@ -73,23 +73,23 @@ def parse_name(text: str) -> Name:
     for part in ("host", "namespace", "model", "tag"):
         value = getattr(name, part)
         if not value.isascii() or not _PART_RE[part].fullmatch(value):
-            raise InvalidName(f"invalid model name {text!r}: bad {part} {value!r}")
+            raise InvalidNameError(f"invalid model name {text!r}: bad {part} {value!r}")
     return name
 
 
 def is_valid_name(text: str) -> bool:
     try:
         parse_name(text)
-    except InvalidName:
+    except InvalidNameError:
         return False
     return True
 
 
 def derive_name(file_or_folder: str, default_tag: str = DEFAULT_TAG) -> str:
-    """A model name from a file or folder name: ``Z-Model-00001-of-00002.gguf`` → ``z-model:latest``.
+    """A model name from a file or folder name: ``Z-Model.gguf`` → ``z-model:latest``.
 
     Characters Ollama forbids become ``-``; leading ``-``/``.`` are dropped. A name that is still
-    invalid (empty, too long, bad tag) raises InvalidName rather than being guessed at.
+    invalid (empty, too long, bad tag) raises InvalidNameError rather than being guessed at.
     """
     stem = file_or_folder
     if stem.lower().endswith(".gguf"):
@@ -97,7 +97,9 @@ def derive_name(file_or_folder: str, default_tag: str = DEFAULT_TAG) -> str:
     stem = _SHARD_RE.sub("", stem).lower()
     stem = _INVALID_MODEL_CHARS.sub("-", stem).strip("-.")
     if not stem:
-        raise InvalidName(f"cannot derive a model name from {file_or_folder!r}: nothing usable left")
+        raise InvalidNameError(
+            f"cannot derive a model name from {file_or_folder!r}: nothing usable left"
+        )
     name = f"{stem}:{default_tag}"
     parse_name(name)
     return name

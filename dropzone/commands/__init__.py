@@ -1,1 +1,1 @@
-"""One module per subcommand; each exposes ``add_arguments(parser)`` and ``execute(args) -> int``."""
+"""One module per subcommand: ``add_arguments(parser)`` and ``execute(args) -> int``."""

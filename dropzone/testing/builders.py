@@ -143,7 +143,9 @@ def build_safetensors_model(
         (folder / "config.json").write_text(json.dumps(config, indent=2))
     if tokenizer == "tokenizer.json":
         (folder / "tokenizer.json").write_text(
-            json.dumps({"version": "1.0", "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})
+            json.dumps(
+                {"version": "1.0", "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}
+            )
         )
     elif tokenizer == "tokenizer.model":
         (folder / "tokenizer.model").write_bytes(b"\x0a\x05\x0a\x01a\x15\x00\x00\x00\x00")
@@ -162,8 +164,10 @@ def build_safetensors_model(
         part = {n: tensors[n] for n in names[k::shards]}
         save_file(part, str(folder / shard), metadata={"format": "pt"})
         weight_map.update(dict.fromkeys(part, shard))
-    index = {"metadata": {"total_size": sum(t.nbytes for t in tensors.values())},
-             "weight_map": weight_map}
+    index = {
+        "metadata": {"total_size": sum(t.nbytes for t in tensors.values())},
+        "weight_map": weight_map,
+    }
     (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
     return folder
 
@@ -172,12 +176,23 @@ def build_safetensors_adapter(folder: Path, *, seed: int = 3) -> Path:
     """A PEFT LoRA adapter folder: ``adapter_config.json`` + ``adapter_model.safetensors``."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "adapter_config.json").write_text(
-        json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 4,
-                    "target_modules": ["q_proj"], "base_model_name_or_path": "llama"})
+        json.dumps(
+            {
+                "peft_type": "LORA",
+                "r": 2,
+                "lora_alpha": 4,
+                "target_modules": ["q_proj"],
+                "base_model_name_or_path": "llama",
+            }
+        )
     )
     rng = np.random.default_rng(seed)
     save_file(
-        {"base_model.model.layers.0.q_proj.lora_A.weight": rng.standard_normal((2, 4)).astype("float16")},
+        {
+            "base_model.model.layers.0.q_proj.lora_A.weight": rng.standard_normal((2, 4)).astype(
+                "float16"
+            )
+        },
         str(folder / "adapter_model.safetensors"),
     )
     return folder
@@ -220,8 +235,7 @@ def lfs_pointer(path: Path, size: int = 4_920_734_016) -> Path:
     """A git-LFS pointer file where weights should be."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
-        "version https://git-lfs.github.com/spec/v1\n"
-        "oid sha256:" + "a" * 64 + f"\nsize {size}\n"
+        "version https://git-lfs.github.com/spec/v1\noid sha256:" + "a" * 64 + f"\nsize {size}\n"
     )
     return path
 
