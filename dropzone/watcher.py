@@ -1,0 +1,207 @@
+"""The watcher: file-system events (watchdog's inotify, or polling) → ``Change`` hints on a queue.
+
+Events are only a trigger: they say "look at this path again". The daemon reconciles the
+drop folder against the state store on every hint, at start and on every rescan, so a lost or
+duplicated event can delay work but never cause wrong work. No watchdog type leaves this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from watchdog.events import (
+    FileClosedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+    FileSystemMovedEvent,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+log = logging.getLogger(__name__)
+
+# watchdog rebuilds its inotify watches after a kernel queue overflow but tells no handler;
+# its warning record is the only signal, so a logging handler turns it into a rescan.
+_WATCHDOG_INOTIFY_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+
+
+class ChangeKind(StrEnum):
+    CHANGED = "changed"  # created, modified, moved here: look again
+    CLOSED = "closed"  # a writer closed the file: readiness may shorten its quiet wait
+    REMOVED = "removed"  # deleted or moved away
+    RESCAN = "rescan"  # events were lost (overflow) or a rescan was asked for: look at everything
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: ChangeKind
+    path: Path | None = None
+
+
+class ChangeQueue:
+    """A coalescing, bounded queue of hints, safe across threads.
+
+    A path already waiting is not queued twice. When more than ``limit`` distinct paths wait,
+    the individual hints are dropped in favour of one RESCAN: a full reconciliation is cheaper
+    than an unbounded backlog, and it is what an overflow means anyway.
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._limit = limit
+        self._pending: dict[Path, ChangeKind] = {}
+        self._rescan = False
+        self._cond = threading.Condition()
+
+    def put(self, change: Change) -> None:
+        with self._cond:
+            if change.kind is ChangeKind.RESCAN or change.path is None:
+                self._rescan = True
+                self._pending.clear()
+            elif not self._rescan:
+                previous = self._pending.get(change.path)
+                # CLOSED carries more information than CHANGED; never downgrade it.
+                if previous is not ChangeKind.CLOSED or change.kind is ChangeKind.REMOVED:
+                    self._pending[change.path] = change.kind
+                if len(self._pending) > self._limit:
+                    self._rescan = True
+                    self._pending.clear()
+            self._cond.notify_all()
+
+    def drain(self, timeout: float | None = None) -> list[Change]:
+        """Everything waiting now (a RESCAN alone if one was asked for); [] after ``timeout``."""
+        with self._cond:
+            if not self._rescan and not self._pending:
+                self._cond.wait(timeout)
+            if self._rescan:
+                self._rescan = False
+                self._pending.clear()
+                return [Change(ChangeKind.RESCAN)]
+            changes = [Change(kind, path) for path, kind in self._pending.items()]
+            self._pending.clear()
+            return changes
+
+    def wake(self) -> None:
+        """Release a waiting ``drain`` without a change (used at shutdown)."""
+        with self._cond:
+            self._cond.notify_all()
+
+
+class _Handler(FileSystemEventHandler):
+    """Translates and enqueues, nothing more: it runs on watchdog's single dispatch thread."""
+
+    def __init__(self, sink: ChangeQueue, ignore: Callable[[Path], bool]) -> None:
+        self._sink = sink
+        self._ignore = ignore
+
+    def _put(self, kind: ChangeKind, raw: bytes | str) -> None:
+        path = Path(os.fsdecode(raw))
+        if not self._ignore(path):
+            self._sink.put(Change(kind, path))
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        kind = event.event_type
+        if kind in ("opened", "closed_no_write"):
+            return
+        if isinstance(event, FileSystemMovedEvent):
+            self._put(ChangeKind.REMOVED, event.src_path)
+            self._put(ChangeKind.CHANGED, event.dest_path)
+        elif kind == "deleted":
+            self._put(ChangeKind.REMOVED, event.src_path)
+        elif isinstance(event, FileClosedEvent):
+            self._put(ChangeKind.CLOSED, event.src_path)
+        else:
+            self._put(ChangeKind.CHANGED, event.src_path)
+
+
+class _OverflowSignal(logging.Handler):
+    def __init__(self, sink: ChangeQueue) -> None:
+        super().__init__(logging.WARNING)
+        self._sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self._sink.put(Change(ChangeKind.RESCAN))
+
+
+def native_events_work(root: Path, timeout: float = 2.0) -> bool:
+    """Create a hidden probe file in ``root`` and report whether inotify tells us about it.
+
+    NFS, SMB, FUSE and some container mounts accept inotify watches but never deliver events
+    for changes made elsewhere (or at all); only a real probe tells.
+    """
+    seen = threading.Event()
+    probe = root / f".dropzone-probe-{uuid.uuid4().hex}"
+
+    class _Probe(FileSystemEventHandler):
+        def on_any_event(self, event: FileSystemEvent) -> None:
+            if Path(os.fsdecode(event.src_path)).name == probe.name:
+                seen.set()
+
+    observer = Observer()
+    observer.schedule(_Probe(), str(root), recursive=False)
+    observer.start()
+    try:
+        probe.write_bytes(b"")
+        return seen.wait(timeout)
+    finally:
+        probe.unlink(missing_ok=True)
+        observer.stop()
+        observer.join()
+
+
+class Watcher:
+    """Watches ``root`` recursively and puts hints on ``sink`` until stopped."""
+
+    def __init__(
+        self,
+        root: Path,
+        sink: ChangeQueue,
+        *,
+        poll_interval: float = 0,
+        ignore: Callable[[Path], bool] = lambda _p: False,
+        probe: Callable[[Path], bool] = native_events_work,
+    ) -> None:
+        self._root = root
+        self._sink = sink
+        self._poll_interval = poll_interval
+        self._ignore = ignore
+        self._probe = probe
+        self._observer: BaseObserver | None = None
+        self._overflow = _OverflowSignal(sink)
+        self.mode = ""
+        self.fallback = False  # True when native events were asked for but did not arrive
+
+    def start(self) -> str:
+        """Start watching; return the mode used: ``native`` or ``polling``."""
+        if self._poll_interval > 0:
+            self._observer = PollingObserver(timeout=self._poll_interval)
+            self.mode = "polling"
+        elif self._probe(self._root):
+            self._observer = Observer()
+            self.mode = "native"
+        else:
+            self._observer = PollingObserver(timeout=2.0)
+            self.mode, self.fallback = "polling", True
+        for name in _WATCHDOG_INOTIFY_LOGGERS:
+            logging.getLogger(name).addHandler(self._overflow)
+        self._observer.schedule(_Handler(self._sink, self._ignore), str(self._root), recursive=True)
+        self._observer.start()
+        return self.mode
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout)
+            self._observer = None
+        for name in _WATCHDOG_INOTIFY_LOGGERS:
+            logging.getLogger(name).removeHandler(self._overflow)
+        self._sink.wake()
+
