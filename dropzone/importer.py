@@ -1,0 +1,250 @@
+"""Runs the plan's steps for one recipe on one host, recording each transition first.
+
+HEAD every blob, POST only the missing ones, HEAD again just before create (the server prunes
+unreferenced blobs when it restarts), stream ``/api/create`` logging each status, confirm with
+``/api/show``. Transient failures schedule a retry with backoff; permanent ones are recorded
+until the files or the sidecar change; a digest mismatch asks the caller to re-hash.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import structlog
+
+from dropzone.errors import (
+    DigestMismatchError,
+    FileChangedError,
+    OllamaError,
+    StoppedError,
+)
+from dropzone.model import Recipe
+from dropzone.ollama import OllamaClient
+from dropzone.plan import Recorded, Step, backoff_seconds, next_step, unsupported_feature
+from dropzone.state import HostState, StateStore, request_fingerprint
+
+log = structlog.get_logger("dropzone.importer")
+
+PROGRESS_EVERY_SECONDS = 10.0
+
+
+class Result(StrEnum):
+    DONE = "done"  # created now
+    SKIPPED = "skipped"  # already done with this exact request
+    RETRY = "retry"  # transient failure; retry at ``retry_at``
+    FAILED = "failed"  # permanent for this request
+    REHASH = "rehash"  # a file changed under its digest
+    STOPPED = "stopped"  # the daemon is stopping; resumes on next start
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: Result
+    error: str | None = None
+    retry_at: float | None = None
+
+
+@dataclass
+class Host:
+    """One configured Ollama host; ``version`` is learned on first contact."""
+
+    url: str
+    client: OllamaClient
+    version: str | None = None
+
+
+class Importer:
+    def __init__(
+        self,
+        state: StateStore,
+        *,
+        upload_slots: threading.Semaphore,
+        stop: threading.Event,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._state = state
+        self._slots = upload_slots
+        self._stop = stop
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+
+    def import_to_host(
+        self, key: str, recipe: Recipe, digests: Mapping[Path, str], host: Host
+    ) -> Outcome:
+        """Bring ``recipe`` to ``host``; ``key`` names the artifact in the state store."""
+        request = recipe.request(digests)
+        fingerprint = request_fingerprint(request)
+        row = self._state.host_state(key, host.url)
+        recorded = (
+            None
+            if row is None
+            else Recorded(str(row.state), row.request_fingerprint, row.next_retry_at)
+        )
+        step = next_step(recorded, fingerprint, self._clock())
+        if step is Step.SKIP:
+            return Outcome(Result.SKIPPED)
+        if step is Step.WAIT and row is not None:
+            return Outcome(Result.RETRY, row.last_error, row.next_retry_at)
+        if step is Step.REFUSED and row is not None:
+            return Outcome(Result.FAILED, row.last_error)
+        attempts = 0 if row is None or row.request_fingerprint != fingerprint else row.attempts
+        ctx = {"path": str(recipe.artifact.path), "model": recipe.model, "host": host.url}
+        try:
+            return self._run(
+                key,
+                recipe=recipe,
+                digests=digests,
+                host=host,
+                request=request,
+                fingerprint=fingerprint,
+                ctx=ctx,
+            )
+        except StoppedError:
+            return Outcome(Result.STOPPED)
+        except (DigestMismatchError, FileChangedError) as exc:
+            self._state.set_host_state(key, host.url, HostState.PENDING, error=str(exc))
+            log.warning("blob.digest_mismatch", **ctx, error=str(exc))
+            return Outcome(Result.REHASH, str(exc))
+        except OllamaError as exc:
+            return self._failed(key, host, exc, attempts + 1, ctx)
+
+    def _run(
+        self,
+        key: str,
+        *,
+        recipe: Recipe,
+        digests: Mapping[Path, str],
+        host: Host,
+        request: Mapping[str, object],
+        fingerprint: str,
+        ctx: dict[str, str],
+    ) -> Outcome:
+        if host.version is None:
+            host.version = host.client.version()
+        refusal = unsupported_feature(recipe.artifact.kind, host.version)
+        if refusal is not None:
+            self._state.set_host_state(
+                key,
+                host.url,
+                HostState.FAILED,
+                model=recipe.model,
+                request_fingerprint=fingerprint,
+                error=refusal,
+            )
+            log.error("model.failed", **ctx, error=refusal, version=host.version)
+            return Outcome(Result.FAILED, refusal)
+        self._state.set_host_state(
+            key, host.url, HostState.UPLOADING, model=recipe.model, request_fingerprint=fingerprint
+        )
+        blobs = {digests[p]: p for p in recipe.blob_paths()}
+        self._ensure_blobs(blobs, host, ctx)
+        # The server prunes unreferenced blobs at start: one may be gone if it restarted since.
+        self._ensure_blobs(blobs, host, ctx, again=True)
+        self._state.set_host_state(key, host.url, HostState.CREATING)
+        started = time.monotonic()
+        for status in host.client.create(request):
+            self._check_stop()
+            log.info("model.create.status", **ctx, **_status_fields(status))
+        host.client.show(recipe.model)
+        self._state.set_host_state(key, host.url, HostState.DONE, attempts=0)
+        seconds = round(time.monotonic() - started, 3)
+        log.info("model.created", **ctx, seconds=seconds)
+        return Outcome(Result.DONE)
+
+    def _ensure_blobs(
+        self, blobs: Mapping[str, Path], host: Host, ctx: dict[str, str], *, again: bool = False
+    ) -> None:
+        for digest, path in blobs.items():
+            self._check_stop()
+            if host.client.blob_exists(digest):
+                if not again:
+                    log.info("blob.exists", **ctx, digest=digest, file=str(path))
+                continue
+            with self._slots:
+                self._upload(digest, path, host, ctx)
+
+    def _upload(self, digest: str, path: Path, host: Host, ctx: dict[str, str]) -> None:
+        size = path.stat().st_size
+        started = last = time.monotonic()
+
+        def progress(sent: int) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if now - last >= PROGRESS_EVERY_SECONDS:
+                last = now
+                log.info(
+                    "blob.upload.progress",
+                    **ctx,
+                    digest=digest,
+                    bytes=sent,
+                    total=size,
+                    rate_mb_s=round(sent / 1e6 / max(now - started, 1e-9), 1),
+                )
+
+        created = host.client.push_blob(digest, path, progress=progress, cancel=self._stop)
+        seconds = max(time.monotonic() - started, 1e-9)
+        log.info(
+            "blob.uploaded",
+            **ctx,
+            digest=digest,
+            file=str(path),
+            bytes=size,
+            seconds=round(seconds, 3),
+            rate_mb_s=round(size / 1e6 / seconds, 1),
+            created=created,
+        )
+
+    def _failed(
+        self, key: str, host: Host, exc: OllamaError, attempts: int, ctx: dict[str, str]
+    ) -> Outcome:
+        if exc.transient:
+            retry_at = self._clock() + backoff_seconds(attempts, self._rng)
+            self._state.set_host_state(
+                key,
+                host.url,
+                HostState.FAILED,
+                attempts=attempts,
+                error=str(exc),
+                next_retry_at=retry_at,
+            )
+            event = "ollama.unreachable" if exc.status is None else "retry.scheduled"
+            log.warning(
+                event,
+                **ctx,
+                error=str(exc),
+                attempts=attempts,
+                retry_in=round(retry_at - self._clock(), 1),
+            )
+            if event == "ollama.unreachable":
+                log.info(
+                    "retry.scheduled",
+                    **ctx,
+                    attempts=attempts,
+                    retry_in=round(retry_at - self._clock(), 1),
+                )
+            host.version = None  # it may come back as another version
+            return Outcome(Result.RETRY, str(exc), retry_at)
+        self._state.set_host_state(
+            key, host.url, HostState.FAILED, attempts=attempts, error=str(exc)
+        )
+        log.error("model.failed", **ctx, error=str(exc), status=exc.status)
+        return Outcome(Result.FAILED, str(exc))
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            raise StoppedError("stopping")
+
+
+def _status_fields(status: Mapping[str, object]) -> dict[str, object]:
+    fields: dict[str, object] = {"status": status.get("status")}
+    for name in ("digest", "total", "completed"):
+        if name in status:
+            fields[name] = status[name]
+    return fields
