@@ -5,6 +5,8 @@
     DropzoneError
     ├── ConfigError              bad configuration: the daemon refuses to start (exit 2)
     ├── ProblemError             an artifact or sidecar is invalid; carries Problem records
+    ├── FileChangedError         a file changed while being hashed: look again later (transient)
+    ├── StoppedError             work abandoned because the daemon is stopping (not a failure)
     └── OllamaError              anything that went wrong talking to an Ollama host
         ├── TransientError       worth retrying with backoff: the same request may succeed later
         │   ├── UnreachableError     connection refused, DNS failure, connection reset
@@ -68,6 +70,23 @@ class ProblemError(DropzoneError):
     def __init__(self, problems: list[Problem]) -> None:
         super().__init__("; ".join(p.describe() for p in problems))
         self.problems = problems
+
+
+class FileChangedError(DropzoneError):
+    """A file changed (grew, shrank, was replaced or rewritten) while it was being hashed."""
+
+    transient = True
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class StoppedError(DropzoneError):
+    """Work was abandoned because a stop was requested; nothing is wrong with the input."""
+
+    transient = True
 
 
 class OllamaError(DropzoneError):
