@@ -152,9 +152,10 @@ def native_events_work(root: Path, timeout: float = 2.0) -> bool:
         probe.write_bytes(b"")
         return seen.wait(timeout)
     finally:
-        probe.unlink(missing_ok=True)
+        # Stop watching before deleting, so the deletion is not delivered to a stopping emitter.
         observer.stop()
         observer.join()
+        probe.unlink(missing_ok=True)
 
 
 class Watcher:

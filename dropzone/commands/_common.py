@@ -1,0 +1,52 @@
+"""What every subcommand does first: load the settings, or explain why not (exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TextIO
+
+from dropzone.errors import ConfigError
+from dropzone.settings import Settings, load_settings
+
+EXIT_CONFIG = 2
+
+
+def load(
+    args: argparse.Namespace,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+    err: TextIO | None = None,
+) -> Settings | int:
+    """Settings from ``args.config`` and the environment (``os.environ`` unless given).
+
+    On bad configuration, print one ``dropzone: <problem>`` line per problem to ``err``
+    (stderr) and return ``EXIT_CONFIG``; callers return that int as their exit status.
+    """
+    config = getattr(args, "config", None)
+    try:
+        return load_settings(
+            config_path=Path(config) if config else None,
+            env=os.environ if env is None else env,
+            overrides=overrides,
+        )
+    except ConfigError as e:
+        report_config_error(e, err)
+        return EXIT_CONFIG
+
+
+def flag_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """Settings given as flags (``--drop-dir``, ``--state-dir``): the strongest source."""
+    found = {key: getattr(args, key, None) for key in ("drop_dir", "state_dir")}
+    return {key: value for key, value in found.items() if value is not None}
+
+
+def report_config_error(error: ConfigError, err: TextIO | None = None) -> None:
+    """One ``dropzone: <problem>`` line per problem on ``err`` (stderr by default)."""
+    stream = sys.stderr if err is None else err
+    for problem in error.problems:
+        print(f"dropzone: {' '.join(problem.split())}", file=stream)

@@ -1,0 +1,87 @@
+"""Hash files while they are still being copied, so the digest is ready when the copy ends.
+
+One ``Follower`` per growing file, each on its own thread, bounded by the hash slots: a file
+that finds no free slot is simply hashed after it is complete. The follower polls the file
+(cheap: one fstat, then only the new bytes) until ``finish`` is called.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from dropzone.errors import DropzoneError
+from dropzone.hashing import FollowingHasher, HashResult
+
+log = structlog.get_logger("dropzone.follow")
+
+POLL_SECONDS = 0.02
+
+
+class Follower:
+    def __init__(self, path: Path, slots: threading.Semaphore, stop: threading.Event) -> None:
+        self.path = path
+        self._slots = slots
+        self._halt = threading.Event()
+        self._stopping = stop
+        self._hasher = FollowingHasher(path, stop=stop.is_set)
+        self._thread = threading.Thread(target=self._loop, name=f"follow:{path.name}", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        try:
+            while not self._halt.is_set() and not self._stopping.is_set():
+                self._hasher.feed()
+                self._halt.wait(POLL_SECONDS)
+        except DropzoneError as exc:
+            log.debug("hash.follow.stopped", path=str(self.path), error=str(exc))
+        finally:
+            self._slots.release()
+
+    def finish(self, expected_size: int | None) -> HashResult:
+        """Stop following, catch up with the last bytes, verify, and return the digest."""
+        self._halt.set()
+        self._thread.join()
+        # The hasher checks identity, growth and the leading region; it re-hashes on doubt.
+        return self._hasher.finish(expected_size)
+
+    def cancel(self) -> None:
+        self._halt.set()
+        self._thread.join()
+        self._hasher.close()
+
+
+class Followers:
+    """The followers of the daemon, by path."""
+
+    def __init__(self, slots: threading.Semaphore, stop: threading.Event) -> None:
+        self._slots = slots
+        self._stop = stop
+        self._by_path: dict[Path, Follower] = {}
+        self._lock = threading.Lock()
+
+    def follow(self, path: Path) -> None:
+        """Start following ``path`` if a hash slot is free and nobody follows it yet."""
+        with self._lock:
+            if path in self._by_path or not self._slots.acquire(blocking=False):
+                return
+            self._by_path[path] = Follower(path, self._slots, self._stop)
+            log.debug("hash.follow.started", path=str(path))
+
+    def take(self, path: Path) -> Follower | None:
+        with self._lock:
+            return self._by_path.pop(path, None)
+
+    def drop_except(self, keep: Callable[[Path], bool]) -> None:
+        """Cancel followers of files that are gone or no longer wanted."""
+        with self._lock:
+            gone = [p for p in self._by_path if not keep(p)]
+            followers = [self._by_path.pop(p) for p in gone]
+        for follower in followers:
+            follower.cancel()
+
+    def cancel_all(self) -> None:
+        self.drop_except(lambda _p: False)

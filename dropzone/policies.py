@@ -1,0 +1,87 @@
+"""What happens to files after import (``on_success``) and to models when files go
+(``on_removed``)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from dropzone.errors import DropzoneError
+from dropzone.importer import Host
+from dropzone.model import ArtifactKind, Recipe
+from dropzone.scanner import ScannedArtifact
+from dropzone.state import ArtifactRow, HostState, StateStore
+
+log = structlog.get_logger("dropzone.policies")
+
+IMPORTED_DIR = ".imported"  # hidden, so the scanner never sees what was moved there
+
+
+def _owned_paths(sa: ScannedArtifact, recipe: Recipe) -> list[Path]:
+    """The artifact's own files (a safetensors folder as a whole) and its sidecar."""
+    art = sa.artifact
+    if art.kind in (ArtifactKind.SAFETENSORS, ArtifactKind.SAFETENSORS_ADAPTER):
+        paths = [art.path]
+    else:
+        paths = [f.path for f in art.files]
+    if art.sidecar is not None and not art.sidecar.is_relative_to(art.path):
+        paths.append(art.sidecar)
+    return paths
+
+
+def apply_on_success(
+    policy: str, sa: ScannedArtifact, recipe: Recipe, drop_dir: Path, state: StateStore
+) -> None:
+    if policy == "keep":
+        return
+    for path in _owned_paths(sa, recipe):
+        try:
+            if policy == "delete":
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
+            else:
+                target = drop_dir / IMPORTED_DIR / path.relative_to(drop_dir)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(path, target)
+        except OSError as exc:
+            log.error(
+                "artifact.cleanup_failed",
+                path=str(path),
+                policy=policy,
+                error=str(exc),
+                fix="make the drop folder writable by the dropzone user",
+            )
+            return
+    # Forget the artifact: its absence is our doing, not a removal to act on.
+    state.forget_artifact(sa.rel_path)
+    log.info("artifact.cleaned", path=str(sa.artifact.path), policy=policy, model=recipe.model)
+
+
+def apply_on_removed(
+    policy: str, row: ArtifactRow, hosts: Sequence[Host], state: StateStore
+) -> None:
+    """The artifact ``row`` is no longer in the drop folder."""
+    if policy == "delete":
+        for host in hosts:
+            host_row = state.host_state(row.path, host.url)
+            if host_row is None or host_row.state is not HostState.DONE or not host_row.model:
+                continue
+            try:
+                host.client.delete(host_row.model)
+            except DropzoneError as exc:
+                log.warning(
+                    "model.delete_failed",
+                    path=row.path,
+                    host=host.url,
+                    model=host_row.model,
+                    error=str(exc),
+                )
+                continue
+            log.info("model.deleted", path=row.path, host=host.url, model=host_row.model)
+    log.info("artifact.removed", path=row.path, model=row.model, policy=policy)
+    state.forget_artifact(row.path)
