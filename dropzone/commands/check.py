@@ -1,0 +1,204 @@
+"""``dropzone check PATH…``: validate artifacts and sidecars offline and print the exact
+``/api/create`` request(s) dropzone would send, or the errors. Exit 0 valid, 1 invalid.
+
+A PATH may be an artifact (a GGUF, a shard, a safetensors folder), a sidecar, or a folder
+holding artifacts (a whole drop folder). Sidecar paths resolve inside the folder being checked,
+or inside ``--drop-dir`` when given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dropzone.errors import DropzoneError, Problem
+from dropzone.hashing import hash_file
+from dropzone.model import Recipe
+from dropzone.recipes import build_recipes
+from dropzone.scanner import ScannedArtifact, Status, list_tree, scan
+from dropzone.sidecar import SidecarSpec, load_spec
+
+_FOLDER_MARKERS = ("config.json", "adapter_config.json")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="artifacts, sidecars or folders")
+    parser.add_argument("--json", action="store_true", help="one JSON array on stdout")
+    parser.add_argument("--no-hash", action="store_true", help="do not compute digests")
+    parser.add_argument("--drop-dir", help="the drop folder sidecar paths must stay inside")
+    parser.add_argument("--default-tag", default="latest", help="tag for derived names")
+
+
+@dataclass
+class Finding:
+    artifact: str
+    sidecar: str | None
+    model: str | None = None
+    request: dict[str, Any] | None = None
+    errors: list[Problem] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "artifact": self.artifact,
+            "sidecar": self.sidecar,
+            "request": self.request,
+            "errors": [
+                {"path": p.path, "line": p.line, "message": _message(p)} for p in self.errors
+            ],
+        }
+
+
+def _message(problem: Problem) -> str:
+    text = problem.message
+    if problem.key:
+        text += f" (key {problem.key!r})"
+    if problem.fix:
+        text += f"; fix: {problem.fix}"
+    return text
+
+
+def _root_and_selection(path: Path) -> tuple[Path, Path | None]:
+    """The folder to scan, and the path inside it to report on (None: everything)."""
+    if path.is_dir():
+        if any((path / marker).is_file() for marker in _FOLDER_MARKERS):
+            return path.parent, path
+        return path, None
+    return path.parent, path
+
+
+def _selected(sa: ScannedArtifact, target: Path | None) -> bool:
+    if target is None:
+        return True
+    art = sa.artifact
+    paths = {art.path, *(f.path for f in art.files)}
+    if art.sidecar is not None:
+        paths.add(art.sidecar)
+    return any(os.path.samefile(p, target) for p in paths if p.exists())
+
+
+def _shown(path: Path, root: Path, given: Path) -> str:
+    """As given on the command line, or relative to it."""
+    if given.is_absolute():
+        return str(path)
+    return os.path.relpath(path)
+
+
+def check_path(
+    given: Path, *, drop_dir: Path | None, default_tag: str, hash_files: bool
+) -> list[Finding]:
+    if not given.exists():
+        fix = "check the path; dropzone check takes artifacts, sidecars or folders"
+        return [
+            Finding(str(given), None, errors=[Problem(str(given), "no such file or folder", fix)])
+        ]
+    root, target = _root_and_selection(given)
+    result = scan(root, list_tree(root))
+    chosen = [sa for sa in result.artifacts if _selected(sa, target)]
+    if not chosen:
+        fix = "drop a *.gguf file or a folder with config.json and *.safetensors"
+        message = "no artifact here" if target is None else "not part of any artifact"
+        return [Finding(str(given), None, errors=[Problem(str(given), message, fix)])]
+    usable = [sa for sa in result.artifacts if sa.status is Status.COMPLETE]
+    specs: dict[Path, SidecarSpec | list[Problem]] = {
+        sa.artifact.path: load_spec(sa.artifact, drop_dir=drop_dir or root) for sa in usable
+    }
+    recipes = build_recipes(
+        [sa.artifact for sa in usable], specs, drop_dir=drop_dir or root, default_tag=default_tag
+    )
+    findings = []
+    for sa in chosen:
+        art = sa.artifact
+        finding = Finding(
+            _shown(art.path, root, given),
+            _shown(art.sidecar, root, given) if art.sidecar else None,
+        )
+        findings.append(finding)
+        if sa.status is Status.INVALID:
+            finding.errors.extend(sa.problems)
+        elif sa.status is Status.INCOMPLETE:
+            finding.errors.append(_incomplete(sa))
+        elif art.path not in recipes:
+            continue  # an adapter that another artifact's sidecar uses: reported there
+        else:
+            outcome = recipes[art.path]
+            if isinstance(outcome, list):
+                finding.errors.extend(outcome)
+            else:
+                finding.model = outcome.model
+                finding.request = _request(outcome, hash_files, finding)
+    return [f for f in findings if f.errors or f.request is not None]
+
+
+def _incomplete(sa: ScannedArtifact) -> Problem:
+    expected = sa.expected_bytes
+    have = f"{sa.have_bytes} of {expected} bytes" if expected else f"{sa.have_bytes} bytes"
+    missing = f"; missing {', '.join(sa.missing)}" if sa.missing else ""
+    return Problem(
+        str(sa.artifact.path),
+        f"incomplete: {have} present{missing}",
+        "wait for the copy to finish, or copy the file again",
+    )
+
+
+def _request(recipe: Recipe, hash_files: bool, finding: Finding) -> dict[str, Any] | None:
+    digests: dict[Path, str] = {}
+    for path in recipe.blob_paths():
+        if not hash_files:
+            digests[path] = f"sha256:<not computed: {path.name}>"
+            continue
+        try:
+            digests[path] = hash_file(path).digest
+        except (OSError, DropzoneError) as exc:
+            finding.errors.append(Problem(str(path), f"cannot hash: {exc}", "check the file"))
+            return None
+    return recipe.request(digests)
+
+
+def run_check(
+    paths: Sequence[str], *, drop_dir: str | None, default_tag: str, hash_files: bool
+) -> list[Finding]:
+    findings: list[Finding] = []
+    for text in paths:
+        findings.extend(
+            check_path(
+                Path(text),
+                drop_dir=Path(drop_dir) if drop_dir else None,
+                default_tag=default_tag,
+                hash_files=hash_files,
+            )
+        )
+    return findings
+
+
+def execute(args: argparse.Namespace) -> int:
+    findings = run_check(
+        args.paths,
+        drop_dir=args.drop_dir,
+        default_tag=args.default_tag,
+        hash_files=not args.no_hash,
+    )
+    if args.json:
+        json.dump([f.as_json() for f in findings], sys.stdout, indent=2, ensure_ascii=False)
+        print()
+    else:
+        for f in findings:
+            _print_text(f)
+    return 1 if any(f.errors for f in findings) else 0
+
+
+def _print_text(f: Finding) -> None:
+    where = f.artifact + (f" (sidecar {f.sidecar})" if f.sidecar else "")
+    if f.errors:
+        print(f"INVALID {where}")
+        for p in f.errors:
+            print(f"  {p.describe()}")
+        return
+    print(f"OK {f.model} from {where}")
+    print("  POST /api/create " + json.dumps(f.request, ensure_ascii=False))
