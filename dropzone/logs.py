@@ -1,0 +1,123 @@
+"""structlog configuration, done once by the CLI.
+
+Every event, dropzone's own and the stdlib loggers' (httpx, watchdog), goes through one stdlib
+handler and one ``ProcessorFormatter``: one lock, so lines from worker threads never interleave,
+and one shape. JSON lines (``event``, ``level``, ``timestamp`` in ISO 8601 UTC, then the fields)
+when the stream is not a terminal or ``fmt="json"``; a readable console on a terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import PurePath
+from typing import Any, TextIO
+
+import structlog
+import structlog.tracebacks
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+          "error": logging.ERROR, "critical": logging.CRITICAL}  # fmt: skip
+# httpx logs every request at INFO ("HTTP Request: HEAD …"): a flood in the journal during an
+# import. httpcore's DEBUG trace is noise at any level dropzone offers.
+QUIET_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING}
+
+
+class _DropzoneHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the handler this module installed, so reconfiguring replaces it."""
+
+
+def _paths_as_text(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    # Events carry absolute paths as strings (design §6); a Path would render as PosixPath('…').
+    for key, value in event.items():
+        if isinstance(value, PurePath):
+            event[key] = str(value)
+    return event
+
+
+def _head_keys_first(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    # Readers scan ``timestamp level event`` first, as in every other log line they read.
+    head = {k: event.pop(k) for k in ("timestamp", "level", "event") if k in event}
+    return {**head, **event}
+
+
+def configure_logging(*, fmt: str, level: str, stream: TextIO | None = None) -> None:
+    """Route structlog and stdlib logging to ``stream`` (default stdout) as JSON or console.
+
+    ``fmt`` is ``auto`` (console on a TTY, JSON otherwise), ``json`` or ``console``; ``level``
+    one of ``debug``, ``info``, ``warning``, ``error``. Calling it again replaces the previous
+    configuration (tests and ``main()`` run more than once per process).
+    """
+    if fmt not in ("auto", "json", "console"):
+        raise ValueError(f"unknown log format {fmt!r}")
+    numeric = LEVELS.get(level.lower())
+    if numeric is None:
+        raise ValueError(f"unknown log level {level!r}")
+    out = stream if stream is not None else sys.stdout
+    is_tty = out.isatty()
+    use_json = fmt == "json" or (fmt == "auto" and not is_tty)
+
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        _paths_as_text,
+    ]
+    renderer: list[Processor]
+    if use_json:
+        renderer = [
+            # No locals: they may hold a proxy token, and they bloat the journal.
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ),
+            _head_keys_first,
+            structlog.processors.JSONRenderer(ensure_ascii=False),
+        ]
+    else:
+        renderer = [structlog.dev.ConsoleRenderer(colors=is_tty)]
+    formatter = structlog.stdlib.ProcessorFormatter(
+        # Records from stdlib loggers (httpx, watchdog) get the same fields as our events.
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
+    )
+    handler = _DropzoneHandler(out)
+    handler.setFormatter(formatter)
+
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _DropzoneHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    for name, quiet in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(quiet, numeric))
+
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        # Not cached: structlog.testing.capture_logs() must work for loggers made at import.
+        cache_logger_on_first_use=False,
+    )
+
+
+def reset_logging() -> None:
+    """Undo ``configure_logging`` (for tests): structlog defaults, our handler removed."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _DropzoneHandler)]:
+        root.removeHandler(old)
+    root.setLevel(logging.WARNING)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    structlog.reset_defaults()
+
+
+def get_logger(name: str | None = None, **fields: Any) -> Any:
+    """A structlog logger; events are ``noun.verb`` strings with fields, never f-strings."""
+    return structlog.get_logger(name, **fields)

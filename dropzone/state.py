@@ -1,0 +1,444 @@
+"""The state store: SQLite (WAL) in ``state_dir/state.sqlite3``.
+
+It holds the digest cache, one row per artifact (with a fingerprint of its files and sidecar)
+and one row per (artifact, host) with where that import stands. Every write is committed before
+the call returns, so a kill at any moment leaves the last completed step on disk.
+
+Threads: one connection behind a re-entrant lock, not one connection per thread. SQLite runs
+one writer at a time anyway, and each statement here takes microseconds next to the hashing and
+uploading between them; a single connection never meets SQLITE_BUSY from its own threads, lets
+``batch()`` span many calls, and is closed once (per-thread connections would each need closing
+from their own thread). Other processes (``dropzone status``) read concurrently thanks to WAL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, TypeVar
+
+from dropzone.errors import ConfigError
+from dropzone.hashing import FileKey
+
+DB_NAME = "state.sqlite3"
+_T = TypeVar("_T")
+
+# One entry per schema version: statements run in one transaction, then user_version = index+1.
+# Never edit a released entry; append a new one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE digests (
+            dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL, digest TEXT NOT NULL, recorded_at REAL NOT NULL,
+            PRIMARY KEY (dev, ino, size, mtime_ns)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE artifacts (
+            path TEXT PRIMARY KEY, kind TEXT NOT NULL, fingerprint TEXT NOT NULL,
+            model TEXT, digests TEXT NOT NULL DEFAULT '{}', note TEXT,
+            last_seen REAL NOT NULL
+        )""",
+        """CREATE TABLE artifact_hosts (
+            path TEXT NOT NULL, host TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN
+                ('pending', 'hashing', 'uploading', 'creating', 'done', 'failed')),
+            model TEXT, request_fingerprint TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, next_retry_at REAL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (path, host)
+        )""",
+    ),
+)
+
+
+class HostState(StrEnum):
+    PENDING = "pending"
+    HASHING = "hashing"
+    UPLOADING = "uploading"
+    CREATING = "creating"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class _Keep(Enum):
+    KEEP = "keep"
+
+
+KEEP: Final = _Keep.KEEP
+"""``set_host_state`` default: leave the column as it is."""
+
+
+@dataclass(frozen=True)
+class HostRow:
+    path: str
+    host: str
+    state: HostState
+    model: str | None
+    request_fingerprint: str | None
+    attempts: int
+    last_error: str | None
+    next_retry_at: float | None  # seconds since the epoch
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class ArtifactRow:
+    path: str
+    kind: str
+    fingerprint: str
+    model: str | None
+    digests: Mapping[str, str]  # file key (as in the create request) → "sha256:<hex>"
+    note: str | None  # why it is pending or refused, for ``dropzone status``
+    last_seen: float
+
+
+def _sha256_json(value: object) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def request_fingerprint(request: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of a create body; ``stream`` does not change the result."""
+    return _sha256_json({k: v for k, v in request.items() if k != "stream"})
+
+
+def artifact_fingerprint(files: Mapping[str, FileKey], sidecar_digest: str | None) -> str:
+    """Changes whenever any file's identity, size or mtime or the sidecar's content changes."""
+    return _sha256_json(
+        {
+            "files": {k: [f.dev, f.ino, f.size, f.mtime_ns] for k, f in files.items()},
+            "sidecar": sidecar_digest,
+        }
+    )
+
+
+class StateStore:
+    """See the module docstring. Create with ``StateStore.open(state_dir)``."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Callable[[], float]) -> None:
+        self._conn = conn
+        self.path = path
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._depth = 0  # nesting of batch()/_tx() on the thread holding the lock
+
+    @classmethod
+    def open(
+        cls,
+        state_dir: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        readonly: bool = False,
+    ) -> StateStore:
+        """Open (creating and migrating unless ``readonly``) the store in ``state_dir``.
+
+        Raises ``ConfigError`` when the directory or database cannot be used, or the database
+        was written by a newer dropzone.
+        """
+        path = state_dir / DB_NAME
+        try:
+            if readonly:
+                conn = sqlite3.connect(
+                    f"{path.absolute().as_uri()}?mode=ro",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=10.0,
+                )
+            else:
+                state_dir.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(
+                    path, isolation_level=None, check_same_thread=False, timeout=10.0
+                )
+        except (OSError, sqlite3.Error) as e:
+            raise ConfigError(
+                [
+                    f"state_dir: cannot open the state store ({path}: {e}); "
+                    "fix: create the directory and make it writable by the dropzone user"
+                ]
+            ) from e
+        try:
+            if not readonly:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode != "wal":
+                    raise sqlite3.OperationalError(f"journal_mode is {mode!r}, WAL unavailable")
+                # FULL: a commit survives power loss too; commits are few (one per step).
+                conn.execute("PRAGMA synchronous = FULL")
+            _migrate(conn, path, readonly=readonly)
+        except sqlite3.Error as e:
+            conn.close()
+            raise ConfigError(
+                [
+                    f"state_dir: the state store {path} is unusable ({e}); "
+                    "fix: put state_dir on a local file system, or move the damaged file away"
+                ]
+            ) from e
+        except ConfigError:
+            conn.close()
+            raise
+        return cls(conn, path, clock)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group many writes into one transaction (a rescan of 10,000 files: one commit).
+
+        Other threads wait for the batch to end; an exception rolls the whole batch back.
+        """
+        with self._tx():
+            yield
+
+    # -- digest cache ---------------------------------------------------------------------
+
+    def get_digest(self, key: FileKey) -> str | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT digest FROM digests WHERE dev=? AND ino=? AND size=? AND mtime_ns=?",
+                (key.dev, key.ino, key.size, key.mtime_ns),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def put_digest(self, key: FileKey, digest: str) -> None:
+        with self._tx():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?)",
+                (key.dev, key.ino, key.size, key.mtime_ns, digest, self._clock()),
+            )
+
+    def prune_digests(self, keep: Iterable[FileKey]) -> int:
+        """Drop every cached digest except those for ``keep``; return how many went."""
+        with self._tx():
+            self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS keep_keys (k TEXT PRIMARY KEY)")
+            self._conn.execute("DELETE FROM keep_keys")
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO keep_keys VALUES (?)",
+                ((f"{k.dev}:{k.ino}:{k.size}:{k.mtime_ns}",) for k in keep),
+            )
+            cur = self._conn.execute(
+                "DELETE FROM digests WHERE dev || ':' || ino || ':' || size || ':' || mtime_ns"
+                " NOT IN (SELECT k FROM keep_keys)"
+            )
+            return cur.rowcount
+
+    # -- artifacts ------------------------------------------------------------------------
+
+    def upsert_artifact(
+        self,
+        path: str | Path,
+        *,
+        kind: str,
+        fingerprint: str,
+        model: str | None = None,
+        digests: Mapping[str, str] | None = None,
+        note: str | None = None,
+    ) -> None:
+        """Record an artifact as seen now (``last_seen``), replacing what was known of it."""
+        with self._tx():
+            self._conn.execute(
+                "INSERT INTO artifacts (path, kind, fingerprint, model, digests, note, last_seen)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET"
+                " kind=excluded.kind, fingerprint=excluded.fingerprint, model=excluded.model,"
+                " digests=excluded.digests, note=excluded.note, last_seen=excluded.last_seen",
+                (
+                    str(path),
+                    str(kind),
+                    fingerprint,
+                    model,
+                    json.dumps(dict(digests or {}), sort_keys=True),
+                    note,
+                    self._clock(),
+                ),
+            )
+
+    def artifact(self, path: str | Path) -> ArtifactRow | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT path, kind, fingerprint, model, digests, note, last_seen"
+                " FROM artifacts WHERE path=?",
+                (str(path),),
+            ).fetchone()
+        return None if row is None else _artifact_row(row)
+
+    def artifacts(self) -> list[ArtifactRow]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT path, kind, fingerprint, model, digests, note, last_seen"
+                " FROM artifacts ORDER BY path"
+            ).fetchall()
+        return [_artifact_row(r) for r in rows]
+
+    def forget_artifact(self, path: str | Path) -> None:
+        """Remove the artifact and all its host rows."""
+        with self._tx():
+            self._conn.execute("DELETE FROM artifact_hosts WHERE path=?", (str(path),))
+            self._conn.execute("DELETE FROM artifacts WHERE path=?", (str(path),))
+
+    # -- per (artifact, host) -------------------------------------------------------------
+
+    def set_host_state(
+        self,
+        path: str | Path,
+        host: str,
+        state: HostState,
+        *,
+        model: str | _Keep | None = KEEP,
+        request_fingerprint: str | _Keep | None = KEEP,
+        attempts: int | _Keep = KEEP,
+        error: str | None = None,
+        next_retry_at: float | None = None,
+    ) -> HostRow:
+        """Record a transition and commit it. Columns passed as ``KEEP`` keep their value;
+        ``error`` and ``next_retry_at`` describe the latest failure, so they are cleared unless
+        given."""
+        with self._tx():
+            old = self.host_state(path, host)
+            row = HostRow(
+                path=str(path),
+                host=host,
+                state=HostState(state),
+                model=_pick(model, old.model if old else None),
+                request_fingerprint=_pick(
+                    request_fingerprint, old.request_fingerprint if old else None
+                ),
+                attempts=_pick(attempts, old.attempts if old else 0),
+                last_error=error,
+                next_retry_at=next_retry_at,
+                updated_at=self._clock(),
+            )
+            self._conn.execute(
+                "INSERT OR REPLACE INTO artifact_hosts (path, host, state, model,"
+                " request_fingerprint, attempts, last_error, next_retry_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.path,
+                    row.host,
+                    str(row.state),
+                    row.model,
+                    row.request_fingerprint,
+                    row.attempts,
+                    row.last_error,
+                    row.next_retry_at,
+                    row.updated_at,
+                ),
+            )
+        return row
+
+    def host_state(self, path: str | Path, host: str) -> HostRow | None:
+        with self._lock:
+            row = self._conn.execute(
+                _SELECT_HOSTS + " WHERE path=? AND host=?",
+                (str(path), host),
+            ).fetchone()
+        return None if row is None else _host_row(row)
+
+    def rows(self, *, path: str | Path | None = None) -> list[HostRow]:
+        """Every (artifact, host) row, ordered by path then host; only ``path``'s if given."""
+        with self._lock:
+            if path is None:
+                rows = self._conn.execute(_SELECT_HOSTS + " ORDER BY path, host").fetchall()
+            else:
+                rows = self._conn.execute(
+                    _SELECT_HOSTS + " WHERE path=? ORDER BY host", (str(path),)
+                ).fetchall()
+        return [_host_row(r) for r in rows]
+
+    # -- internals ------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+            finally:
+                self._depth = 0
+
+
+_SELECT_HOSTS = (
+    "SELECT path, host, state, model, request_fingerprint, attempts, last_error,"
+    " next_retry_at, updated_at FROM artifact_hosts"
+)
+
+
+def _pick(value: _T | _Keep, old: _T) -> _T:
+    return old if isinstance(value, _Keep) else value
+
+
+def _artifact_row(r: tuple[Any, ...]) -> ArtifactRow:
+    return ArtifactRow(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6])
+
+
+def _host_row(r: tuple[Any, ...]) -> HostRow:
+    return HostRow(r[0], r[1], HostState(r[2]), r[3], r[4], r[5], r[6], r[7], r[8])
+
+
+def _migrate(conn: sqlite3.Connection, path: Path, *, readonly: bool) -> None:
+    known = len(MIGRATIONS)
+    for _ in range(known + 1):
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > known:
+            raise ConfigError(
+                [
+                    f"state_dir: {path} has schema version {version}, this dropzone knows up to "
+                    f"{known}; fix: upgrade dropzone, or point state_dir at another directory"
+                ]
+            )
+        if version == known:
+            return
+        if readonly:
+            raise ConfigError(
+                [
+                    f"state_dir: {path} has schema version {version}, expected {known}; "
+                    "fix: start the daemon once so it upgrades the store"
+                ]
+            )
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have migrated while we waited for the write lock.
+            if int(conn.execute("PRAGMA user_version").fetchone()[0]) == version:
+                for statement in MIGRATIONS[version]:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {version + 1}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
