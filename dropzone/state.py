@@ -231,6 +231,14 @@ class StateStore:
                 (key.dev, key.ino, key.size, key.mtime_ns, digest, self._clock()),
             )
 
+    def forget_digest(self, key: FileKey) -> None:
+        """Drop one cached digest (the server saw other bytes: the file must be hashed again)."""
+        with self._tx():
+            self._conn.execute(
+                "DELETE FROM digests WHERE dev=? AND ino=? AND size=? AND mtime_ns=?",
+                (key.dev, key.ino, key.size, key.mtime_ns),
+            )
+
     def prune_digests(self, keep: Iterable[FileKey]) -> int:
         """Drop every cached digest except those for ``keep``; return how many went."""
         with self._tx():

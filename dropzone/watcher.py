@@ -7,6 +7,7 @@ duplicated event can delay work but never cause wrong work. No watchdog type lea
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -151,11 +152,15 @@ def native_events_work(root: Path, timeout: float = 2.0) -> bool:
     try:
         probe.write_bytes(b"")
         return seen.wait(timeout)
+    except OSError:
+        # A read-only drop folder cannot be probed; polling is the choice that cannot miss.
+        return False
     finally:
         # Stop watching before deleting, so the deletion is not delivered to a stopping emitter.
         observer.stop()
         observer.join()
-        probe.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
 
 
 class Watcher:

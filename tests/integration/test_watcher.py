@@ -112,3 +112,10 @@ def test_a_kernel_queue_overflow_becomes_a_rescan(tmp_path: Path) -> None:
         assert queue.drain(timeout=1) == [Change(ChangeKind.RESCAN)]
     finally:
         w.stop()
+
+
+def test_a_folder_that_cannot_be_probed_counts_as_without_events(tmp_path: Path) -> None:
+    # A file where the folder should be: creating the probe fails like a read-only folder does.
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_bytes(b"")
+    assert native_events_work(blocker, timeout=0.1) is False

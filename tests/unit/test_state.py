@@ -302,3 +302,14 @@ def test_artifact_fingerprint_changes_with_any_file_stat_or_the_sidecar() -> Non
     assert base != artifact_fingerprint({"m.gguf": FileKey(1, 9, 3, 4)}, "sha256:s")
     assert base != artifact_fingerprint(files, "sha256:t")
     assert base != artifact_fingerprint(files, None)
+
+
+def test_a_forgotten_digest_is_no_longer_cached(tmp_path: Path) -> None:
+    from dropzone.hashing import FileKey
+
+    store = StateStore.open(tmp_path)
+    key = FileKey(1, 2, 3, 4)
+    store.put_digest(key, "sha256:" + "a" * 64)
+    store.forget_digest(key)
+    assert store.get_digest(key) is None
+    store.close()

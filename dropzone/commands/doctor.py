@@ -1,0 +1,539 @@
+"""``dropzone doctor``: check what the daemon depends on, and say how to fix what is wrong.
+
+Each check yields findings (ok / warning / problem, a detail and, unless ok, a fix). Exit 1 if
+any finding is a problem. Checks act for real where only that tells the truth: an HTTP request
+to each host, a file created and removed in the drop folder, an inotify probe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pwd
+import sqlite3
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from dropzone import fsinfo
+from dropzone.commands import _common
+from dropzone.errors import (
+    ConfigError,
+    OllamaError,
+    RequestError,
+    RequestTimeoutError,
+    UnreachableError,
+)
+from dropzone.filters import IgnoreRules
+from dropzone.model import ArtifactKind
+from dropzone.ollama import OllamaClient, Timeouts, make_http_client
+from dropzone.plan import SPLIT_GGUF_SINCE, parse_version, unsupported_feature
+from dropzone.scan_gguf import SHARD_RE
+from dropzone.settings import OllamaHost, Settings
+from dropzone.state import DB_NAME, MIGRATIONS, StateStore
+from dropzone.watcher import native_events_work
+
+SUGGESTED_POLL = 2
+PROBE_SECONDS = 2.0
+HOST_TIMEOUTS = Timeouts(connect=3.0, quick=5.0)
+FEW_INSTANCES = 8
+MIN_WATCHES_ADVICE = 524_288
+IMPORTED = ".imported"
+_VERIFY_FIX = (
+    "set this host's verify to the CA bundle (file or directory) that signed the server's"
+    " certificate"
+)
+
+
+class Status(StrEnum):
+    OK = "ok"
+    WARNING = "warning"
+    PROBLEM = "problem"
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "check": self.check,
+            "ok": self.status is not Status.PROBLEM,
+            "status": str(self.status),
+            "detail": self.detail,
+            "fix": self.fix,
+        }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print a JSON list of findings")
+
+
+def execute(args: argparse.Namespace) -> int:
+    settings = _common.load(args)
+    if isinstance(settings, int):
+        return settings
+    findings = list(diagnose(settings))
+    if args.json:
+        print(json.dumps([f.as_json() for f in findings], indent=2))
+    else:
+        print(render(findings))
+    return 1 if any(f.status is Status.PROBLEM for f in findings) else 0
+
+
+def diagnose(settings: Settings) -> Iterator[Finding]:
+    drop = settings.drop_dir
+    access = DropAccess()
+    drop_findings = list(check_drop_folder(settings, access))
+    survey = _survey(drop) if access.listable else None
+    files = _visible_files(settings, survey)
+    shards = sorted(f.rel_path for f in files if SHARD_RE.match(f.rel_path.rsplit("/", 1)[-1]))
+    for host in settings.ollama_hosts:
+        yield check_host(host, shards)
+    yield from drop_findings
+    if survey is not None:
+        yield from check_events(settings, access.writable)
+        yield from check_inotify(settings.poll_interval, survey, fsinfo.read_inotify_limits())
+        if settings.on_success == "move":
+            yield check_space(drop, survey, files)
+    yield check_state(settings.state_dir)
+
+
+# -- Ollama hosts ---------------------------------------------------------------------------
+
+
+def check_host(host: OllamaHost, shards: Sequence[str]) -> Finding:
+    name = f"ollama {host.url}"
+    try:
+        with make_http_client(verify=host.verify) as http:
+            version = OllamaClient(
+                host.url, http, headers=host.header_values(), timeouts=HOST_TIMEOUTS
+            ).version()
+    except ConfigError as e:
+        return Finding(name, Status.PROBLEM, "; ".join(e.problems), _VERIFY_FIX)
+    except (UnreachableError, RequestTimeoutError) as e:
+        return Finding(name, Status.PROBLEM, f"unreachable: {e.message}", _unreachable_fix(e))
+    except RequestError as e:
+        if e.status in (401, 403):
+            fix = "set this host's headers (e.g. the reverse proxy's Authorization token)"
+        else:
+            fix = "check that the URL points at an Ollama server (GET /api/version)"
+        return Finding(name, Status.PROBLEM, f"refused GET /api/version: {e.message}", fix)
+    except OllamaError as e:
+        return Finding(
+            name, Status.PROBLEM, f"failed GET /api/version: {e.message}", "check the server's log"
+        )
+    return version_finding(name, version, shards)
+
+
+def _unreachable_fix(error: OllamaError) -> str:
+    if "CERTIFICATE_VERIFY_FAILED" in error.message:
+        return _VERIFY_FIX
+    if "SSL" in error.message:  # e.g. WRONG_VERSION_NUMBER: https:// to a plain HTTP server
+        return "check the scheme: http:// for a plain Ollama server, https:// only behind TLS"
+    return (
+        "start Ollama there (systemctl start ollama) or correct ollama_hosts; a server"
+        " listening on 127.0.0.1 only is not reachable from other machines"
+        " (set OLLAMA_HOST=0.0.0.0 for the server)"
+    )
+
+
+def version_finding(name: str, version: str, shards: Sequence[str]) -> Finding:
+    """Pure: what a host's version means for what the drop folder holds now."""
+    parsed = parse_version(version)
+    if parsed is None or parsed == (0, 0, 0):
+        return Finding(name, Status.OK, f"version {version} (a development build)")
+    since = ".".join(map(str, SPLIT_GGUF_SINCE))
+    if shards and (why := unsupported_feature(ArtifactKind.GGUF_SPLIT, version)):
+        more = f" and {len(shards) - 1} more" if len(shards) > 1 else ""
+        return Finding(
+            name,
+            Status.PROBLEM,
+            f"{why}; the drop folder holds split GGUF shards ({shards[0]}{more})",
+            f"upgrade Ollama on this host to {since} or newer, or merge the shards"
+            " (llama-gguf-split --merge)",
+        )
+    if parsed < SPLIT_GGUF_SINCE:
+        return Finding(
+            name,
+            Status.WARNING,
+            f"version {version} is older than {since}: no split GGUF support, no GGUF validation",
+            f"upgrade Ollama on this host to {since} or newer",
+        )
+    return Finding(name, Status.OK, f"version {version}")
+
+
+# -- the drop folder ------------------------------------------------------------------------
+
+
+@dataclass
+class DropAccess:
+    """What ``check_drop_folder`` found out, for the checks that need the folder."""
+
+    listable: bool = False
+    writable: bool = False
+
+
+def check_drop_folder(settings: Settings, access: DropAccess) -> Iterator[Finding]:
+    """Yield the drop folder's findings and fill in ``access``."""
+    drop, name = settings.drop_dir, "drop folder"
+    as_user = f"(this check ran as {_user()})"
+    if not drop.exists():
+        yield Finding(
+            name,
+            Status.PROBLEM,
+            f"{drop} does not exist",
+            f"create it (mkdir -p {drop}) writable by the dropzone user, or correct drop_dir",
+        )
+        return
+    if not drop.is_dir():
+        yield Finding(name, Status.PROBLEM, f"{drop} is not a directory", "point drop_dir at one")
+        return
+    try:
+        with os.scandir(drop) as it:
+            next(it, None)
+    except OSError as e:
+        yield Finding(
+            name,
+            Status.PROBLEM,
+            f"cannot list {drop}: {e.strerror}",
+            f"give the dropzone user read and execute permission on it {as_user}",
+        )
+        return
+    cannot = _can_create_in(drop)
+    access.listable, access.writable = True, cannot is None
+    needs_write = settings.on_success in ("delete", "move")
+    if cannot is None:
+        yield Finding(name, Status.OK, f"{drop}: readable and writable")
+    elif needs_write:
+        yield Finding(
+            name,
+            Status.PROBLEM,
+            f"cannot create files in {drop} ({cannot}), on_success = {settings.on_success!r}"
+            " needs to",
+            f"make it writable by the dropzone user (ReadWritePaths= in the unit) {as_user},"
+            ' or set on_success = "keep"',
+        )
+    else:
+        yield Finding(
+            name,
+            Status.OK,
+            f"{drop}: readable; not writable ({cannot}), enough for on_success = 'keep'",
+        )
+    imported = drop / IMPORTED
+    if settings.on_success == "move" and imported.exists() and not imported.is_dir():
+        yield Finding(
+            name,
+            Status.PROBLEM,
+            f"{imported} exists and is not a directory: on_success = 'move' moves files there",
+            "remove or rename that file",
+        )
+
+
+def _can_create_in(folder: Path) -> str | None:
+    """None if a file can really be created and removed in ``folder``, else why not.
+
+    ``os.access`` alone misses read-only mounts, ACLs and LSMs; a real create does not.
+    """
+    probe = folder / f".dropzone-doctor-{uuid.uuid4().hex}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as e:
+        return e.strerror or str(e)
+    os.close(fd)
+    probe.unlink()
+    return None
+
+
+def _survey(drop: Path) -> fsinfo.FolderSurvey | None:
+    try:
+        return fsinfo.survey(drop)
+    except OSError:
+        return None
+
+
+def _visible_files(settings: Settings, survey: fsinfo.FolderSurvey | None) -> list[fsinfo.FileInfo]:
+    if survey is None:
+        return []
+    rules = IgnoreRules(settings.ignore_patterns)
+    return [f for f in survey.files if not rules.is_ignored(f.rel_path)]
+
+
+# -- file system and events -----------------------------------------------------------------
+
+
+def check_events(settings: Settings, writable: bool) -> Iterator[Finding]:
+    drop, poll = settings.drop_dir, settings.poll_interval
+    mount = fsinfo.file_system_of(drop)
+    yield fs_type_finding(mount, poll)
+    name = "native events"
+    if poll > 0:
+        yield Finding(name, Status.OK, f"not used: polling every {poll:g} s (poll_interval)")
+        return
+    if not writable:
+        yield Finding(
+            name,
+            Status.WARNING,
+            f"not probed: cannot create a probe file in {drop}",
+            f"set poll_interval = {SUGGESTED_POLL}, or make the folder writable",
+        )
+        return
+    try:
+        works = native_events_work(drop, PROBE_SECONDS)
+    except OSError as e:
+        yield Finding(
+            name,
+            Status.PROBLEM,
+            f"cannot watch {drop}: {e.strerror or e}",
+            "raise fs.inotify.max_user_instances / max_user_watches (sysctl), or set"
+            f" poll_interval = {SUGGESTED_POLL}",
+        )
+        return
+    if works:
+        yield Finding(name, Status.OK, "an inotify event arrived for a probe file")
+    else:
+        yield Finding(
+            name,
+            Status.WARNING,
+            f"no inotify event arrived within {PROBE_SECONDS:g} s for a probe file; the daemon"
+            f" will fall back to polling every {SUGGESTED_POLL} s",
+            f"set poll_interval = {SUGGESTED_POLL} to make polling explicit",
+        )
+
+
+def fs_type_finding(mount: fsinfo.Mount | None, poll_interval: float) -> Finding:
+    """Pure: the advice for the drop folder's file system."""
+    name = "file system"
+    if mount is None:
+        return Finding(
+            name,
+            Status.WARNING,
+            f"unknown: {fsinfo.MOUNTINFO} is unreadable",
+            "check the mount with findmnt",
+        )
+    where = f"{mount.fs_type} (mounted at {mount.mount_point} from {mount.source})"
+    reason = fsinfo.polling_reason(mount.fs_type)
+    if reason is None:
+        return Finding(name, Status.OK, where)
+    if poll_interval > 0:
+        return Finding(name, Status.OK, f"{where}: {reason}; polling as configured")
+    return Finding(
+        name, Status.WARNING, f"{where}: {reason}", f"set poll_interval = {SUGGESTED_POLL}"
+    )
+
+
+def check_inotify(
+    poll_interval: float, survey: fsinfo.FolderSurvey, limits: fsinfo.InotifyLimits
+) -> Iterator[Finding]:
+    """Pure: the inotify limits against what watching the drop folder takes."""
+    if poll_interval > 0:
+        yield Finding("inotify", Status.OK, "not used: polling")
+        return
+    unknown = f"unknown ({limits.error})"
+    outside = "read it outside the service: sysctl fs.inotify"
+    need = survey.folders + 1  # the drop folder itself and every folder below it
+    watches, name = limits.max_user_watches, "inotify watches"
+    raise_it = (
+        f"raise it: echo fs.inotify.max_user_watches={max(MIN_WATCHES_ADVICE, 4 * need)}"
+        " > /etc/sysctl.d/90-dropzone.conf && sysctl --system;"
+        f" or set poll_interval = {SUGGESTED_POLL}"
+    )
+    if watches is None:
+        yield Finding(name, Status.WARNING, f"{need} needed, max_user_watches {unknown}", outside)
+    elif need > watches:
+        yield Finding(
+            name,
+            Status.PROBLEM,
+            f"{need} folders to watch but max_user_watches = {watches}: changes in the folders"
+            " beyond the limit raise no events",
+            raise_it,
+        )
+    elif need > watches // 2:
+        yield Finding(
+            name,
+            Status.WARNING,
+            f"{need} of max_user_watches = {watches}, shared with every program of the same user",
+            raise_it,
+        )
+    else:
+        yield Finding(name, Status.OK, f"{need} needed of max_user_watches = {watches}")
+    instances, name = limits.max_user_instances, "inotify instances"
+    if instances is None:
+        yield Finding(name, Status.WARNING, f"max_user_instances {unknown}", outside)
+    elif instances < FEW_INSTANCES:
+        yield Finding(
+            name,
+            Status.WARNING,
+            f"max_user_instances = {instances}: dropzone needs 1 (2 while probing), shared with"
+            " every program of the same user",
+            "raise it: sysctl fs.inotify.max_user_instances=128",
+        )
+    else:
+        yield Finding(name, Status.OK, f"max_user_instances = {instances}; dropzone needs 1")
+
+
+# -- free space -------------------------------------------------------------------------------
+
+
+def check_space(
+    drop: Path, survey: fsinfo.FolderSurvey, files: Sequence[fsinfo.FileInfo]
+) -> Finding:
+    """on_success = move: a move to ``.imported/`` on the same file system is a rename and
+    takes no space; only files on another file system (a mount inside the drop folder, or
+    ``.imported`` itself a mount) are copied, and need their size free at the target."""
+    imported = drop / IMPORTED
+    target = imported if imported.is_dir() else drop
+    try:
+        free = fsinfo.free_bytes(target)
+        target_dev = target.stat().st_dev
+    except OSError as e:
+        return Finding("free space", Status.WARNING, f"cannot stat {target}: {e.strerror}")
+    return space_finding(free, target_dev, files)
+
+
+def space_finding(free: int, target_dev: int, files: Sequence[fsinfo.FileInfo]) -> Finding:
+    """Pure: is there room to move ``files`` into ``.imported/`` (on device ``target_dev``)?"""
+    name = "free space"
+    copied = [f for f in files if f.dev != target_dev]
+    if not copied:
+        return Finding(
+            name,
+            Status.OK,
+            f"{_size(free)} free; moving to {IMPORTED}/ is a rename on the same file system",
+        )
+    largest = max(copied, key=lambda f: f.size)
+    if largest.size > free:
+        return Finding(
+            name,
+            Status.PROBLEM,
+            f"{largest.rel_path} ({_size(largest.size)}) lies on another file system, so moving"
+            f" it to {IMPORTED}/ copies it, but only {_size(free)} are free there",
+            'free space, or set on_success = "keep" or "delete"',
+        )
+    return Finding(
+        name,
+        Status.OK,
+        f"{_size(free)} free for {len(copied)} file(s) that moving must copy"
+        f" (largest {_size(largest.size)})",
+    )
+
+
+# -- the state store ------------------------------------------------------------------------
+
+
+def check_state(state_dir: Path) -> Finding:
+    name, db = "state store", state_dir / DB_NAME
+    as_user = f"(this check ran as {_user()})"
+    if state_dir.exists() and not state_dir.is_dir():
+        return Finding(
+            name,
+            Status.PROBLEM,
+            f"state_dir {state_dir} is not a directory",
+            "remove or rename that file, or point state_dir at a directory",
+        )
+    if not db.exists():
+        parent = fsinfo.existing_ancestor(state_dir)
+        cannot = _can_create_in(parent) if parent.is_dir() else f"{parent} is not a directory"
+        if cannot is None:
+            return Finding(name, Status.OK, f"{db} does not exist yet; the daemon will create it")
+        return Finding(
+            name,
+            Status.PROBLEM,
+            f"{db} does not exist and cannot be created in {parent} ({cannot})",
+            f"create {state_dir} writable by the dropzone user {as_user}"
+            " (StateDirectory=dropzone in the unit does this)",
+        )
+    current = len(MIGRATIONS)
+    try:
+        version = _schema_version(db)
+        if version == current:
+            with StateStore.open(state_dir, readonly=True) as store:
+                artifacts = len(store.artifacts())
+    except (sqlite3.Error, ConfigError) as e:
+        text = "; ".join(e.problems) if isinstance(e, ConfigError) else str(e)
+        what, _, fix = text.partition("; fix: ")
+        return Finding(
+            name,
+            Status.PROBLEM,
+            f"{db} is unusable: {what}",
+            fix or "move the damaged file away; the daemon starts a new one",
+        )
+    if version > current:
+        return Finding(
+            name,
+            Status.PROBLEM,
+            f"{db} has schema version {version}, written by a newer dropzone (this one knows"
+            f" up to {current})",
+            "upgrade dropzone, or point state_dir at another directory",
+        )
+    if not (os.access(db, os.W_OK) and os.access(state_dir, os.W_OK | os.X_OK)):
+        return Finding(
+            name,
+            Status.PROBLEM,
+            f"{db} is readable but not writable",
+            f"make {state_dir} and its files writable by the dropzone user {as_user}",
+        )
+    if version < current:
+        return Finding(
+            name,
+            Status.WARNING,
+            f"{db} has schema version {version}; the daemon upgrades it to {current} at start",
+            "start the daemon once",
+        )
+    return Finding(
+        name, Status.OK, f"{db}: schema version {version} (current), {artifacts} artifact(s)"
+    )
+
+
+def _schema_version(db: Path) -> int:
+    conn = sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        conn.close()
+
+
+# -- output -----------------------------------------------------------------------------------
+
+
+def render(findings: Sequence[Finding]) -> str:
+    width = max((len(f.check) for f in findings), default=0)
+    lines: list[str] = []
+    for f in findings:
+        lines.append(f"{f.status:<8} {f.check:<{width}}  {f.detail}")
+        if f.fix and f.status is not Status.OK:
+            lines.append(f"{'':<8} {'':<{width}}  fix: {f.fix}")
+    problems = sum(f.status is Status.PROBLEM for f in findings)
+    warnings = sum(f.status is Status.WARNING for f in findings)
+    if problems or warnings:
+        lines.append(f"{_count(problems, 'problem')}, {_count(warnings, 'warning')}")
+    else:
+        lines.append("all checks passed")
+    return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _user() -> str:
+    uid = os.geteuid()
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
