@@ -1,0 +1,211 @@
+"""What the drop folder holds now: a listing (the edge) and its classification (pure).
+
+``list_tree(root)`` walks the folder once with ``os.scandir``. ``scan(root, entries)`` turns
+a listing into artifacts, each with its sidecar, its files (``files`` keys as the server
+wants them), and its structural completeness: COMPLETE, INCOMPLETE (bytes present and
+expected per file, shards missing) or INVALID (problems naming file, reason and fix).
+``scan`` reads file headers only through ``open_file``; tests pass in-memory files.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import BinaryIO
+
+import structlog
+
+from dropzone import scan_folders, scan_gguf
+from dropzone.errors import Problem
+from dropzone.filters import DEFAULT_RULES, IgnoreRules
+from dropzone.scan_tree import HeaderCache, Opener, Tree
+from dropzone.scan_values import (
+    Draft,
+    Entry,
+    FileProgress,
+    ScannedArtifact,
+    ScanResult,
+    Status,
+)
+
+__all__ = [
+    "Entry",
+    "FileProgress",
+    "HeaderCache",
+    "Opener",
+    "ScanResult",
+    "ScannedArtifact",
+    "Status",
+    "list_tree",
+    "open_under",
+    "scan",
+]
+
+log = structlog.get_logger(__name__)
+SIDE_FILES = ("template", "system", "params")
+
+
+# --- the edge: listing and opening ----------------------------------------------------------
+
+
+def list_tree(
+    root: str | os.PathLike[str], *, prune: Callable[[str], bool] | None = None
+) -> list[Entry]:
+    """Every regular file and folder under ``root``, sorted by relative path.
+
+    Symlinks are listed with what they point to (stat through the link) and are never
+    descended; ``target``/``outside`` say whether they stay inside ``root``. Sockets, FIFOs
+    and devices are left out (opening a FIFO would block). Folders for which
+    ``prune(rel_path)`` is true are listed but not descended. Files that vanish during the
+    walk are skipped; unreadable folders are skipped with a ``scan.unreadable`` event.
+    """
+    real_root = os.path.realpath(root)
+    out: list[Entry] = []
+    stack = [("", os.fspath(root))]
+    while stack:
+        rel_dir, abs_dir = stack.pop()
+        try:
+            it = os.scandir(abs_dir)
+        except OSError as e:
+            log.warning("scan.unreadable", path=abs_dir, error=str(e))
+            continue
+        with it:
+            for de in it:
+                rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
+                try:
+                    entry = _entry(de, rel, real_root)
+                except OSError:  # vanished between readdir and stat
+                    continue
+                if entry is None:
+                    continue
+                out.append(entry)
+                if entry.is_dir and not entry.is_symlink and not (prune and prune(rel)):
+                    stack.append((rel, de.path))
+    out.sort(key=lambda e: e.path)
+    return out
+
+
+def _entry(de: os.DirEntry[str], rel: str, real_root: str) -> Entry | None:
+    if not de.is_symlink():
+        return _from_stat(rel, de.stat(follow_symlinks=False))
+    real = os.path.realpath(de.path)
+    inside = real == real_root or real.startswith(real_root + os.sep)
+    try:
+        entry = _from_stat(rel, os.stat(de.path))
+    except OSError:  # dangling, or a loop: listed so that the scanner can refuse it
+        lst = de.stat(follow_symlinks=False)
+        return Entry(rel, 0, lst.st_mtime_ns, lst.st_dev, lst.st_ino, False, is_symlink=True)
+    if entry is None:
+        return None
+    target = Path(os.path.relpath(real, real_root)).as_posix() if inside else None
+    return replace(entry, is_symlink=True, target=target, outside=not inside)
+
+
+def _from_stat(rel: str, st: os.stat_result) -> Entry | None:
+    is_dir = stat.S_ISDIR(st.st_mode)
+    if not is_dir and not stat.S_ISREG(st.st_mode):
+        return None
+    return Entry(rel, 0 if is_dir else st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, is_dir)
+
+
+def open_under(root: str | os.PathLike[str]) -> Opener:
+    """The default ``open_file``: open ``root/rel`` for reading, refusing anything but a
+    regular file (without blocking on a FIFO swapped in since the listing)."""
+    base = Path(root)
+
+    def open_file(rel: str) -> BinaryIO:
+        fd = os.open(base / rel, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise IsADirectoryError(f"{base / rel} is not a regular file")
+        except BaseException:
+            os.close(fd)
+            raise
+        return os.fdopen(fd, "rb")
+
+    return open_file
+
+
+# --- the pure part: classification ----------------------------------------------------------
+
+
+def scan(
+    root: str | os.PathLike[str],
+    entries: Iterable[Entry],
+    *,
+    open_file: Opener | None = None,
+    rules: IgnoreRules = DEFAULT_RULES,
+    cache: HeaderCache | None = None,
+) -> ScanResult:
+    """Classify a listing of ``root`` (from ``list_tree``) into artifacts.
+
+    ``open_file(rel_path)`` is the only way file contents are read (default:
+    ``open_under(root)``); ``cache`` memoises header reads across scans.
+    """
+    root = Path(root)
+    tree = Tree(root, entries, open_file or open_under(root), rules, cache)
+    gguf_drafts, orphans = scan_gguf.classify(tree)
+    taken = {c for d in gguf_drafts for c in d.sidecar_candidates if tree.file(c)}
+    folder_drafts, problems = scan_folders.classify(tree, taken)
+    drafts = gguf_drafts + folder_drafts
+    problems += _links_out(tree)
+    sidecar_claims = Counter(c for d in drafts for c in d.sidecar_candidates if tree.file(c))
+    artifacts = [_finish(tree, d, sidecar_claims) for d in drafts]
+    claimed = {p.path for a in artifacts for p in a.progress}
+    claimed |= {a.sidecar_rel for a in artifacts if a.sidecar_rel}
+    claimed |= {c for d in drafts for c in d.sidecar_candidates}
+    claimed |= {
+        Path(p).relative_to(root).as_posix() for a in artifacts for p in a.side_files.values()
+    }
+    unclaimed = sorted(
+        e.path for e in tree.entries.values() if not e.is_dir and e.path not in claimed
+    )
+    return ScanResult(
+        artifacts=tuple(sorted(artifacts, key=lambda a: a.rel_path)),
+        problems=tuple(problems),
+        ignored=tree.ignored,
+        unclaimed=tuple(sorted(set(unclaimed) | orphans)),
+    )
+
+
+def _finish(tree: Tree, draft: Draft, claims: Counter[str]) -> ScannedArtifact:
+    present = [c for c in draft.sidecar_candidates if tree.file(c)]
+    sidecar: str | None = None
+    if len(present) > 1:
+        names = ", ".join(present)
+        tree.problem(draft, draft.rel_path, f"has more than one sidecar ({names})", "keep one")
+    elif present:
+        sidecar = present[0]
+        if claims[sidecar] > 1:
+            tree.problem(
+                draft,
+                sidecar,
+                "is the sidecar of more than one artifact",
+                "rename it after the one artifact it is for",
+            )
+        elif (e := tree.file(sidecar)) and not tree.safe_to_read(draft, e):
+            sidecar = None
+    side: dict[str, str] = {}
+    if draft.side_dir is not None:
+        for name in SIDE_FILES:
+            rel = f"{draft.side_dir}/{name}"
+            if tree.file(rel):
+                side[name] = rel
+    return draft.finish(tree.root, sidecar, side)
+
+
+def _links_out(tree: Tree) -> list[Problem]:
+    """Symlinked folders leading out of the drop folder (files are refused per artifact)."""
+    return [
+        Problem(
+            str(tree.abs(e.path)),
+            "is a symlinked folder that leads out of the drop folder",
+            "copy the folder into the drop folder instead of linking to it",
+        )
+        for e in tree.entries.values()
+        if e.is_dir and e.is_symlink and e.outside
+    ]
