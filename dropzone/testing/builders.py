@@ -107,7 +107,9 @@ def build_split_gguf(folder: Path, stem: str, count: int, **kwargs: Any) -> list
     paths = []
     for no in range(count):
         name = f"{stem}-{no + 1:05d}-of-{count:05d}.gguf"
-        paths.append(build_gguf(folder / name, split=(no, count), seed=no, **kwargs))
+        # Each shard holds its own tensors: a merging server refuses duplicate tensor names.
+        shard_kwargs = {"tensor_prefix": f"blk.{no}", **kwargs}
+        paths.append(build_gguf(folder / name, split=(no, count), seed=no, **shard_kwargs))
     return paths
 
 
