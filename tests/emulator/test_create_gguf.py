@@ -164,7 +164,7 @@ def split_files(api: Api, count: int = 3, stem: str = "big") -> dict[str, str]:
 
 
 def test_split_shards_repeating_tensor_names_are_refused(api: Api) -> None:
-    paths = builders.build_split_gguf(api.work, "dup", 2)
+    paths = builders.build_split_gguf(api.work, "dup", 2, tensor_prefix="blk.0")
     reply = api.create(model="dup", files={p.name: api.upload_file(p) for p in paths})
     assert reply.error == (
         'invalid split GGUF: split GGUF "dup-00002-of-00002.gguf" '
