@@ -55,10 +55,11 @@ class Recipe:
     files: Mapping[str, Path] = field(default_factory=dict)  # key → path (empty with ``from``)
     adapters: Mapping[str, Path] = field(default_factory=dict)
     fields: Mapping[str, Any] = field(default_factory=dict)  # from, system, template, …
+    draft_files: Mapping[str, Path] = field(default_factory=dict)  # speculative-decoding draft
 
     def blob_paths(self) -> list[Path]:
         """Every file whose bytes must be on the server, in a stable order."""
-        return sorted({*self.files.values(), *self.adapters.values()})
+        return sorted({*self.files.values(), *self.adapters.values(), *self.draft_files.values()})
 
     def request(self, digests: Mapping[Path, str]) -> dict[str, Any]:
         """The ``/api/create`` body (without ``stream``) given ``path → sha256:<hex>``."""
@@ -67,5 +68,7 @@ class Recipe:
             body["files"] = {k: digests[p] for k, p in sorted(self.files.items())}
         if self.adapters:
             body["adapters"] = {k: digests[p] for k, p in sorted(self.adapters.items())}
+        if self.draft_files:
+            body["draft_files"] = {k: digests[p] for k, p in sorted(self.draft_files.items())}
         body.update(self.fields)
         return body
