@@ -10,19 +10,27 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import queue
 import threading
 import time
-from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Mapping
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import structlog
 
 from dropzone import __version__
-from dropzone.errors import DropzoneError, FileChangedError, Problem, StoppedError
+from dropzone.errors import (
+    ConfigError,
+    DropzoneError,
+    FileChangedError,
+    Problem,
+    StoppedError,
+)
 from dropzone.filters import IgnoreRules
-from dropzone.follow import Followers
+from dropzone.follow import Follower, Followers
 from dropzone.hashing import FileKey, HashResult, cached_digest, hash_file
 from dropzone.importer import Host, Importer, Outcome, Result
 from dropzone.model import Recipe
@@ -42,6 +50,73 @@ log = structlog.get_logger("dropzone.daemon")
 
 # Hints arrive with every write of a copy; one reconcile per this interval is plenty.
 MIN_RECONCILE_SECONDS = 0.2
+# The longest the main loop blocks at once. The kernel may deliver SIGTERM to any thread, and
+# then nothing interrupts the main thread's wait: Python runs the handler (which only flips
+# a flag) when that wait ends. So the wait must end often for a stop to take effect quickly.
+SIGNAL_CHECK_SECONDS = 0.25
+
+
+# How long a stop waits for work in progress. A request to Ollama can block far longer (a create
+# that quantizes for minutes, a stalled upload): such work is abandoned, which is safe because
+# every step was committed before it started; the next start resumes it.
+STOP_GRACE_SECONDS = 2.0
+
+T = TypeVar("T")
+
+
+class _Workers:
+    """A fixed pool of *daemon* threads. ``ThreadPoolExecutor`` joins its threads at
+    interpreter exit, so one job stuck in a network read would keep a stopping daemon alive
+    until systemd kills it; here ``shutdown`` waits until a deadline, then lets them go."""
+
+    def __init__(self, count: int, name: str) -> None:
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
+            for i in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        future: Future[T] = Future()
+        with self._lock:
+            if self._closed:
+                future.cancel()  # stopping: whoever waits on it gets CancelledError
+            else:
+                self._queue.put((future, lambda: fn(*args)))
+        return future
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, call = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call())
+            except BaseException as exc:  # delivered to whoever waits on the future
+                future.set_exception(exc)
+
+    def shutdown(self, deadline: float) -> bool:
+        """Cancel queued work, let running work end until ``deadline``; True if all ended."""
+        with self._lock:
+            self._closed = True
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
 
 
 @dataclass
@@ -59,8 +134,10 @@ class Daemon:
         self.settings = settings
         self.drop_dir = Path(settings.drop_dir).absolute()
         self.once = once
+        self._check_drop_dir()
         self.state = StateStore.open(Path(settings.state_dir))
         self.stop_event = threading.Event()
+        self._stop_requested = False
         self.queue = ChangeQueue()
         self.rules = IgnoreRules(tuple(settings.ignore_patterns))
         self.headers = HeaderCache()
@@ -76,10 +153,8 @@ class Daemon:
             stop=self.stop_event,
         )
         self.followers = Followers(self.hash_slots, self.stop_event)
-        self.jobs = ThreadPoolExecutor(max_workers=4, thread_name_prefix="artifact")
-        self.host_jobs = ThreadPoolExecutor(
-            max_workers=max(2, 2 * len(self.hosts)), thread_name_prefix="host"
-        )
+        self.jobs = _Workers(4, "artifact")
+        self.host_jobs = _Workers(max(2, 2 * len(self.hosts)), "host")
         self._seen: dict[str, Seen] = {}  # file rel → what its stats showed so far
         self._closed: set[str] = set()  # files a writer closed since the last reconcile
         self.notifier = Notifier(env)
@@ -94,15 +169,33 @@ class Daemon:
     # -- lifecycle ----------------------------------------------------------------------
 
     def request_stop(self) -> None:
-        self.stop_event.set()
+        """Safe in a signal handler: only a flag and the queue's reentrant lock. Setting
+        ``stop_event`` here could deadlock: the handler may interrupt the main thread while it
+        holds that Event's (non-reentrant) lock inside ``wait``. The loop sets it instead."""
+        self._stop_requested = True
         self.queue.wake()
 
     def request_rescan(self) -> None:
         self.queue.put(Change(ChangeKind.RESCAN))
 
+    def _check_drop_dir(self) -> None:
+        """The daemon creates a missing drop folder (the unit's tmpfiles snippet may not have
+        run yet); a one-off scan of a folder that is not there is a configuration mistake."""
+        try:
+            if not self.once:
+                self.drop_dir.mkdir(parents=True, exist_ok=True)
+            elif not self.drop_dir.is_dir():
+                raise FileNotFoundError(2, "no such directory")
+        except OSError as exc:
+            raise ConfigError(
+                [
+                    f"drop_dir: cannot use {self.drop_dir} ({exc.strerror or exc}); fix: create"
+                    " the directory, readable and writable by the dropzone user, or set drop_dir"
+                ]
+            ) from exc
+
     def run(self) -> int:
         """Watch and import until ``request_stop``; 0 on a clean stop."""
-        self.drop_dir.mkdir(parents=True, exist_ok=True)
         self.watcher = Watcher(
             self.drop_dir,
             self.queue,
@@ -146,15 +239,16 @@ class Daemon:
 
     def _loop(self) -> None:
         now = time.monotonic()
-        next_rescan = now + self.settings.rescan_interval
+        every = self.settings.rescan_interval or float("inf")  # 0 means never
+        next_rescan = now + every
         ping = self.notifier.watchdog_interval
         next_ping = now + ping if ping else float("inf")
         last = 0.0
-        while not self.stop_event.is_set():
+        while not self._stopping():
             now = time.monotonic()
             wake = min(next_rescan, next_ping, self._next_wakeup(), last + 3600)
-            changes = self.queue.drain(timeout=max(0.0, wake - now))
-            if self.stop_event.is_set():
+            changes = self.queue.drain(timeout=min(max(0.0, wake - now), SIGNAL_CHECK_SECONDS))
+            if self._stopping():
                 break
             now = time.monotonic()
             rescan_due = now >= next_rescan or any(c.kind is ChangeKind.RESCAN for c in changes)
@@ -167,10 +261,15 @@ class Daemon:
                 self.reconcile(full=rescan_due)
                 last = time.monotonic()
                 if rescan_due:
-                    next_rescan = last + self.settings.rescan_interval
+                    next_rescan = last + every
             if now >= next_ping:
                 self.notifier.send(WATCHDOG="1", STATUS=self._status_line())
                 next_ping = now + (ping or 0)
+
+    def _stopping(self) -> bool:
+        if self._stop_requested:
+            self.stop_event.set()
+        return self.stop_event.is_set()
 
     def _shutdown(self) -> None:
         if not self.once:
@@ -180,8 +279,20 @@ class Daemon:
         if self.watcher is not None:
             self.watcher.stop()
         self.followers.cancel_all()
-        self.jobs.shutdown(wait=True, cancel_futures=True)
-        self.host_jobs.shutdown(wait=True, cancel_futures=True)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        # Artifact jobs wait for their host jobs: those must be told to end first.
+        ended = self.host_jobs.shutdown(deadline)
+        ended = self.jobs.shutdown(deadline) and ended
+        if not ended:
+            # Abandoned threads may still touch the clients and the store: leave both open
+            # for the few moments until the process exits.
+            log.warning(
+                "daemon.abandoned",
+                path=str(self.drop_dir),
+                seconds=STOP_GRACE_SECONDS,
+                error="a request to Ollama did not end in time; it is redone at the next start",
+            )
+            return
         for http in self._http:
             http.close()
         self.state.close()
@@ -335,8 +446,20 @@ class Daemon:
     ) -> None:
         rel = sa.rel_path
         try:
-            results = {p: self._digest(p, expected.get(p)) for p in recipe.blob_paths()}
-            digests = {p: r.digest for p, r in results.items()}
+            paths = recipe.blob_paths()
+            # Followed files first: each follower holds a hash slot until it is finished, so
+            # hashing another file of this artifact first would wait on ourselves.
+            followers = {p: self.followers.take(p) for p in paths}
+            try:
+                results = {
+                    p: self._digest(p, expected.get(p), followers[p])
+                    for p in sorted(paths, key=lambda p: followers[p] is None)
+                }
+            finally:
+                for follower in followers.values():  # after a failure, free their slots
+                    if follower is not None:
+                        follower.cancel()
+            digests = {p: results[p].digest for p in paths}
             self._record(sa, recipe, results)
             futures = [
                 self.host_jobs.submit(self.importer.import_to_host, rel, recipe, digests, host)
@@ -344,7 +467,7 @@ class Daemon:
             ]
             outcomes = [(host, f.result()) for host, f in zip(self.hosts, futures, strict=True)]
             self._after(sa, recipe, outcomes, results)
-        except StoppedError:
+        except (StoppedError, CancelledError):
             pass
         except FileChangedError as exc:
             log.info("artifact.pending", path=str(sa.artifact.path), reason=str(exc))
@@ -357,14 +480,21 @@ class Daemon:
             if not self.stop_event.is_set() and not self.once:
                 self.queue.put(Change(ChangeKind.CHANGED, sa.artifact.path))
 
-    def _digest(self, path: Path, expected: int | None) -> HashResult:
-        follower = self.followers.take(path)
+    def _digest(self, path: Path, expected: int | None, follower: Follower | None) -> HashResult:
         started = time.monotonic()
-        if follower is not None:
+        try:
+            hit = cached_digest(self.state, path)
+        except OSError as exc:  # removed or replaced since the scan: look again
+            raise FileChangedError(str(path), exc.strerror or str(exc)) from exc
+        if hit is not None and (expected is None or hit.size == expected):
+            result = hit  # no slot needed to read the cache, and no second read of the file
+            if follower is not None:
+                follower.cancel()
+        elif follower is not None:
             result = follower.finish(expected)
             self.state.put_digest(result.key, result.digest)
         else:
-            with self.hash_slots:
+            with self.followers.slot():
                 result = hash_file(
                     path, store=self.state, expected_size=expected, stop=self.stop_event.is_set
                 )
@@ -425,7 +555,7 @@ class Daemon:
             if outcome.result is Result.REHASH:
                 # The server saw other bytes than the digest says: forget it, hash again.
                 for result in results.values():
-                    self.state.put_digest(result.key, "")
+                    self.state.forget_digest(result.key)
         if all(o.result in (Result.DONE, Result.SKIPPED) for _, o in outcomes):
             self.summary.done.add(rel)
             self.summary.failed.discard(rel)
@@ -488,8 +618,16 @@ class Daemon:
 
     def _follow(self, sa: ScannedArtifact) -> None:
         for f in sa.artifact.files:
-            if f.path.suffix in (".gguf", ".safetensors"):
+            if f.path.suffix in (".gguf", ".safetensors") and not self._cached(f.path):
                 self.followers.follow(f.path)
+
+    def _cached(self, path: Path) -> bool:
+        """True when the file, as it is now, has a digest: an artifact settling because only
+        its sidecar changed must not read its weights again."""
+        try:
+            return cached_digest(self.state, path) is not None
+        except OSError:
+            return False
 
     def _settle_wait(self, files: list[tuple[str, int, int]], now: float) -> float:
         """Seconds until every file has been quiet for ``settle_seconds`` (0: ready now)."""

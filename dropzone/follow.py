@@ -3,22 +3,28 @@
 One ``Follower`` per growing file, each on its own thread, bounded by the hash slots: a file
 that finds no free slot is simply hashed after it is complete. The follower polls the file
 (cheap: one fstat, then only the new bytes) until ``finish`` is called.
+
+A follower keeps its slot for as long as the copy lasts, hours over a slow link. A complete
+file must not wait that long, so ``Followers.slot()`` takes a slot from a follower when none
+comes free quickly; the preempted file is followed again later, or hashed once complete.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import structlog
 
-from dropzone.errors import DropzoneError
+from dropzone.errors import DropzoneError, StoppedError
 from dropzone.hashing import FollowingHasher, HashResult
 
 log = structlog.get_logger("dropzone.follow")
 
 POLL_SECONDS = 0.02
+PREEMPT_AFTER_SECONDS = 0.05  # a slot held by a hash of a complete file frees in this order
 
 
 class Follower:
@@ -62,14 +68,45 @@ class Followers:
         self._stop = stop
         self._by_path: dict[Path, Follower] = {}
         self._lock = threading.Lock()
+        self._wanted = 0  # complete files waiting for a slot: start no follower meanwhile
 
     def follow(self, path: Path) -> None:
         """Start following ``path`` if a hash slot is free and nobody follows it yet."""
         with self._lock:
-            if path in self._by_path or not self._slots.acquire(blocking=False):
+            if path in self._by_path or self._wanted:
+                return
+            if not self._slots.acquire(blocking=False):
                 return
             self._by_path[path] = Follower(path, self._slots, self._stop)
             log.debug("hash.follow.started", path=str(path))
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold a hash slot for a complete file, taking one from a follower if need be."""
+        with self._lock:
+            self._wanted += 1
+        try:
+            while not self._slots.acquire(timeout=PREEMPT_AFTER_SECONDS):
+                if self._stop.is_set():
+                    raise StoppedError("stopping")
+                self._preempt_one()
+        finally:
+            with self._lock:
+                self._wanted -= 1
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    def _preempt_one(self) -> None:
+        with self._lock:
+            if not self._by_path:
+                return
+            # The newest follower has hashed the least: the least work is lost.
+            path = next(reversed(self._by_path))
+            follower = self._by_path.pop(path)
+        follower.cancel()  # its thread releases the slot
+        log.debug("hash.follow.preempted", path=str(path))
 
     def take(self, path: Path) -> Follower | None:
         with self._lock:

@@ -113,7 +113,9 @@ class Importer:
             log.warning("blob.digest_mismatch", **ctx, error=str(exc))
             return Outcome(Result.REHASH, str(exc))
         except OllamaError as exc:
-            return self._failed(key, host, exc, attempts + 1, ctx)
+            return self._failed(
+                key, host, exc, attempts + 1, ctx, model=recipe.model, fingerprint=fingerprint
+            )
 
     def _run(
         self,
@@ -202,14 +204,27 @@ class Importer:
         )
 
     def _failed(
-        self, key: str, host: Host, exc: OllamaError, attempts: int, ctx: dict[str, str]
+        self,
+        key: str,
+        host: Host,
+        exc: OllamaError,
+        attempts: int,
+        ctx: dict[str, str],
+        *,
+        model: str,
+        fingerprint: str,
     ) -> Outcome:
+        # The fingerprint is recorded even when the host failed before the first transition
+        # (its version could not be read): without it the plan sees "another request" and
+        # goes again at once, a hot loop against a host that is down.
         if exc.transient:
             retry_at = self._clock() + backoff_seconds(attempts, self._rng)
             self._state.set_host_state(
                 key,
                 host.url,
                 HostState.FAILED,
+                model=model,
+                request_fingerprint=fingerprint,
                 attempts=attempts,
                 error=str(exc),
                 next_retry_at=retry_at,
@@ -232,7 +247,13 @@ class Importer:
             host.version = None  # it may come back as another version
             return Outcome(Result.RETRY, str(exc), retry_at)
         self._state.set_host_state(
-            key, host.url, HostState.FAILED, attempts=attempts, error=str(exc)
+            key,
+            host.url,
+            HostState.FAILED,
+            model=model,
+            request_fingerprint=fingerprint,
+            attempts=attempts,
+            error=str(exc),
         )
         log.error("model.failed", **ctx, error=str(exc), status=exc.status)
         return Outcome(Result.FAILED, str(exc))

@@ -1,0 +1,204 @@
+"""The Daemon in this process against the emulator over real HTTP, for behaviour where a
+subprocess adds nothing: hash-slot sharing between a copy in progress and a complete file, the
+on_success / on_removed policies, require_sidecar."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from structlog.testing import LogCapture
+
+from dropzone.daemon import Daemon
+from dropzone.hashing import FileKey
+from dropzone.settings import load_settings
+from dropzone.state import StateStore
+from dropzone.testing.builders import build_gguf
+from dropzone.testing.ollama import Emulator
+from dropzone.testing.waiting import wait_until
+
+
+class Running:
+    """A ``Daemon.run()`` on a thread, its events captured."""
+
+    def __init__(self, daemon: Daemon, capture: LogCapture) -> None:
+        self.daemon = daemon
+        self._capture = capture
+        self._thread = threading.Thread(target=self._run, name="daemon")
+        self.exit_code: int | None = None
+        self._thread.start()
+
+    def _run(self) -> None:
+        self.exit_code = self.daemon.run()
+
+    def find(self, name: str, **fields: Any) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in list(self._capture.entries)
+            if e["event"] == name and all(e.get(k) == v for k, v in fields.items())
+        ]
+
+    def wait_for(self, name: str, timeout: float = 15.0, **fields: Any) -> dict[str, Any]:
+        found: list[dict[str, Any]] = wait_until(
+            lambda: self.find(name, **fields), timeout=timeout, what=f"{name} {fields}"
+        )
+        return found[0]
+
+    def stop(self) -> int | None:
+        self.daemon.request_stop()
+        self._thread.join(timeout=10)
+        assert not self._thread.is_alive(), "the daemon did not stop"
+        return self.exit_code
+
+
+@pytest.fixture
+def capture() -> Iterator[LogCapture]:
+    capturing = LogCapture()
+    structlog.configure(processors=[structlog.processors.add_log_level, capturing])
+    try:
+        yield capturing
+    finally:
+        structlog.reset_defaults()
+
+
+@pytest.fixture
+def drop(tmp_path: Path) -> Path:
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def start(tmp_path: Path, drop: Path, emulator: Emulator, capture: LogCapture) -> Iterator[Any]:
+    running: list[Running] = []
+
+    def start_daemon(**overrides: object) -> Running:
+        settings = load_settings(
+            config_path=None,
+            env={},
+            overrides={
+                "drop_dir": drop,
+                "state_dir": tmp_path / "state",
+                "ollama_hosts": [emulator.url],
+                "settle_seconds": 0.3,
+                **overrides,
+            },
+            default_config_path=tmp_path / "absent.toml",
+        )
+        running.append(Running(Daemon(settings, env={}), capture))
+        running[-1].wait_for("scan.done")
+        return running[-1]
+
+    yield start_daemon
+    for r in running:
+        assert r.stop() == 0
+    crashed = [e for e in capture.entries if e["event"] == "artifact.error"]
+    assert not crashed
+
+
+def test_a_complete_file_is_imported_while_another_still_arriving_holds_the_hash_slot(
+    start: Any, drop: Path, tmp_path: Path, emulator: Emulator
+) -> None:
+    # One hash slot, taken by the follower of a copy that does not end during the test: a
+    # complete file dropped meanwhile must not wait for that copy (it could last hours).
+    daemon = start(max_parallel_hashes=1)
+    data = build_gguf(tmp_path / "Arriving.gguf", tensor_elems=64 * 1024).read_bytes()
+    arriving = drop / "Arriving.gguf"
+    with arriving.open("wb") as out:
+        out.write(data[: len(data) // 2])
+        out.flush()
+        daemon.wait_for("artifact.pending", path=str(arriving), reason="incomplete")
+        daemon.wait_for("hash.follow.started", path=str(arriving))
+
+        build_gguf(tmp_path / "Complete.gguf", seed=3).rename(drop / "Complete.gguf")
+        daemon.wait_for("model.created", model="complete:latest")
+        assert emulator.models() == ["complete:latest"]
+
+        out.write(data[len(data) // 2 :])
+    daemon.wait_for("model.created", model="arriving:latest")
+
+
+def test_on_success_move_puts_the_files_in_imported_and_keeps_the_model(
+    start: Any, drop: Path, emulator: Emulator
+) -> None:
+    gguf = build_gguf(drop / "Moved.gguf")
+    (drop / "Moved.toml").write_text('model = "moved"\n')
+    content = gguf.read_bytes()
+    daemon = start(on_success="move", on_removed="delete")
+    daemon.wait_for("artifact.cleaned", model="moved")
+    assert (drop / ".imported" / "Moved.gguf").read_bytes() == content
+    assert (drop / ".imported" / "Moved.toml").exists()
+    assert not gguf.exists()
+    # Moving the files away is not their removal: the model stays, even with on_removed=delete.
+    daemon.daemon.request_rescan()
+    wait_until(lambda: len(daemon.find("scan.done")) >= 2, what="a second scan")
+    assert not daemon.find("model.deleted")
+    assert emulator.models() == ["moved:latest"]
+
+
+def test_on_success_delete_frees_the_disk(start: Any, drop: Path, emulator: Emulator) -> None:
+    gguf = build_gguf(drop / "Deleted.gguf")
+    daemon = start(on_success="delete")
+    daemon.wait_for("artifact.cleaned", model="deleted:latest")
+    assert not gguf.exists()
+    assert emulator.models() == ["deleted:latest"]
+
+
+def test_on_removed_delete_deletes_the_model_when_its_file_goes(
+    start: Any, drop: Path, emulator: Emulator
+) -> None:
+    gguf = build_gguf(drop / "Gone.gguf")
+    daemon = start(on_removed="delete")
+    daemon.wait_for("model.created", model="gone:latest")
+    gguf.unlink()
+    daemon.wait_for("model.deleted", model="gone:latest", host=emulator.url)
+    assert emulator.models() == []
+
+
+def test_on_removed_keep_keeps_the_model_when_its_file_goes(
+    start: Any, drop: Path, emulator: Emulator
+) -> None:
+    gguf = build_gguf(drop / "Kept.gguf")
+    daemon = start()
+    daemon.wait_for("model.created", model="kept:latest")
+    gguf.unlink()
+    daemon.wait_for("artifact.removed", policy="keep")
+    assert emulator.models() == ["kept:latest"]
+
+
+def test_require_sidecar_leaves_a_bare_file_pending_and_imports_it_once_a_sidecar_comes(
+    start: Any, drop: Path, emulator: Emulator
+) -> None:
+    build_gguf(drop / "Bare.gguf")
+    daemon = start(require_sidecar=True)
+    daemon.wait_for("artifact.pending", path=str(drop / "Bare.gguf"))
+    assert emulator.counters.requests == [
+        r for r in emulator.counters.requests if r.path == "/api/version"
+    ]
+    (drop / "Bare.toml").write_text('model = "dressed"\n')
+    daemon.wait_for("model.created", model="dressed")
+    assert emulator.models() == ["dressed:latest"]
+
+
+def test_a_wrong_cached_digest_is_forgotten_on_digest_mismatch_and_the_file_rehashed(
+    start: Any, drop: Path, tmp_path: Path, emulator: Emulator
+) -> None:
+    # As if the file had been rewritten in place with its size and mtime kept: the cache
+    # says one digest, the bytes have another. The server's 400 "digest mismatch" must lead
+    # to a fresh hash, not to a model made from the wrong digest or a permanent failure.
+    gguf = build_gguf(drop / "Rewritten.gguf")
+    store = StateStore.open(tmp_path / "state")
+    store.put_digest(FileKey.from_stat(gguf.stat()), "sha256:" + "0" * 64)
+    store.close()
+    daemon = start()
+    daemon.wait_for("blob.digest_mismatch")
+    daemon.wait_for("model.created", model="rewritten:latest")
+    right = "sha256:" + hashlib.sha256(gguf.read_bytes()).hexdigest()
+    assert daemon.wait_for("hash.done", path=str(gguf))["digest"] == right
+    assert emulator.has_blob(right)
+    assert emulator.counters.creates("rewritten:latest") == 1
