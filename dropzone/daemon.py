@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import queue
+import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import CancelledError, Future
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
 
 import structlog
 
@@ -34,22 +32,36 @@ from dropzone.follow import Follower, Followers
 from dropzone.hashing import FileKey, HashResult, cached_digest, hash_file
 from dropzone.importer import Host, Importer, Outcome, Result
 from dropzone.model import Recipe
+from dropzone.names import parse_name
 from dropzone.notify import Notifier
 from dropzone.ollama import OllamaClient, make_http_client
 from dropzone.plan import Recorded, Step, next_step
 from dropzone.policies import apply_on_removed, apply_on_success
 from dropzone.readiness import Complete, Ready, Refused, Seen, assess, combine, observe
 from dropzone.recipes import build_recipes
-from dropzone.scanner import HeaderCache, ScannedArtifact, Status, list_tree, scan
+from dropzone.reporter import PassSummary, Reporter
+from dropzone.scanner import (
+    Entry,
+    HeaderCache,
+    ScannedArtifact,
+    ScanResult,
+    Status,
+    list_tree,
+    scan,
+)
 from dropzone.settings import Settings
 from dropzone.sidecar import SidecarSpec, load_spec
-from dropzone.state import StateStore, artifact_fingerprint, request_fingerprint
+from dropzone.state import ArtifactRow, StateStore, artifact_fingerprint, request_fingerprint
+from dropzone.units import list_units, split_units, units_of
 from dropzone.watcher import Change, ChangeKind, ChangeQueue, Watcher
+from dropzone.workers import Workers
 
 log = structlog.get_logger("dropzone.daemon")
 
-# Hints arrive with every write of a copy; one reconcile per this interval is plenty.
+# Hints arrive with every write of a copy; one reconcile per this interval is plenty, and
+# never more often than a few times its own cost (a rescan of a huge folder is not free).
 MIN_RECONCILE_SECONDS = 0.2
+RECONCILE_DUTY_FACTOR = 4.0
 # The longest the main loop blocks at once. The kernel may deliver SIGTERM to any thread, and
 # then nothing interrupts the main thread's wait: Python runs the handler (which only flips
 # a flag) when that wait ends. So the wait must end often for a stop to take effect quickly.
@@ -60,73 +72,6 @@ SIGNAL_CHECK_SECONDS = 0.25
 # that quantizes for minutes, a stalled upload): such work is abandoned, which is safe because
 # every step was committed before it started; the next start resumes it.
 STOP_GRACE_SECONDS = 2.0
-
-T = TypeVar("T")
-
-
-class _Workers:
-    """A fixed pool of *daemon* threads. ``ThreadPoolExecutor`` joins its threads at
-    interpreter exit, so one job stuck in a network read would keep a stopping daemon alive
-    until systemd kills it; here ``shutdown`` waits until a deadline, then lets them go."""
-
-    def __init__(self, count: int, name: str) -> None:
-        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._lock = threading.Lock()
-        self._closed = False
-        self._threads = [
-            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
-            for i in range(count)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
-        future: Future[T] = Future()
-        with self._lock:
-            if self._closed:
-                future.cancel()  # stopping: whoever waits on it gets CancelledError
-            else:
-                self._queue.put((future, lambda: fn(*args)))
-        return future
-
-    def _work(self) -> None:
-        while (item := self._queue.get()) is not None:
-            future, call = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(call())
-            except BaseException as exc:  # delivered to whoever waits on the future
-                future.set_exception(exc)
-
-    def shutdown(self, deadline: float) -> bool:
-        """Cancel queued work, let running work end until ``deadline``; True if all ended."""
-        with self._lock:
-            self._closed = True
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                item[0].cancel()
-        for _ in self._threads:
-            self._queue.put(None)
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        return not any(t.is_alive() for t in self._threads)
-
-
-@dataclass
-class PassSummary:
-    """What one ``dropzone scan`` pass found, for its exit status."""
-
-    refused: set[str] = field(default_factory=set)  # invalid artifacts or sidecars
-    failed: set[str] = field(default_factory=set)  # a host failed (permanently or for now)
-    pending: set[str] = field(default_factory=set)
-    done: set[str] = field(default_factory=set)
 
 
 class Daemon:
@@ -153,17 +98,24 @@ class Daemon:
             stop=self.stop_event,
         )
         self.followers = Followers(self.hash_slots, self.stop_event)
-        self.jobs = _Workers(4, "artifact")
-        self.host_jobs = _Workers(max(2, 2 * len(self.hosts)), "host")
+        self.jobs = Workers(4, "artifact")
+        self.host_jobs = Workers(max(2, 2 * len(self.hosts)), "host")
         self._seen: dict[str, Seen] = {}  # file rel → what its stats showed so far
         self._closed: set[str] = set()  # files a writer closed since the last reconcile
         self.notifier = Notifier(env)
-        self.summary = PassSummary()
+        self.report = Reporter(self.drop_dir)
+        self.summary: PassSummary = self.report.summary
         self._lock = threading.Lock()
         self._in_flight: dict[str, Future[None]] = {}
-        self._reported: dict[str, str] = {}  # rel → signature of the last pending/invalid event
-        self._known: set[str] = set()
-        self._wakeups: list[float] = []
+        self._wakeups: list[tuple[float, str]] = []  # (monotonic time, unit) to look again
+        self._units: dict[str, ScanResult] = {}  # unit → what its last scan found
+        self._stats: dict[str, dict[str, Entry]] = {}  # unit → its listing by rel path
+        # rel → the file stats it had when every host was found done with its request: an
+        # artifact whose stats did not move since needs no sidecar read, recipe or query.
+        self._settled_at: dict[str, tuple[object, ...]] = {}
+        self._claims: dict[str, tuple[str, ...]] = {}  # rel → its model's name key
+        self._last_cost = 0.0
+        self._drop_dev = os.stat(self.drop_dir).st_dev
         self.watcher: Watcher | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -244,6 +196,7 @@ class Daemon:
         ping = self.notifier.watchdog_interval
         next_ping = now + ping if ping else float("inf")
         last = 0.0
+        units: set[str] = set()
         while not self._stopping():
             now = time.monotonic()
             wake = min(next_rescan, next_ping, self._next_wakeup(), last + 3600)
@@ -253,15 +206,21 @@ class Daemon:
             now = time.monotonic()
             rescan_due = now >= next_rescan or any(c.kind is ChangeKind.RESCAN for c in changes)
             for change in changes:
-                if change.kind is ChangeKind.CLOSED and change.path is not None:
+                if change.path is None:
+                    continue
+                if change.kind is ChangeKind.CLOSED:
                     self._closed.add(self._rel(change.path))
-            if changes or rescan_due or self._due_wakeups(now):
-                if now - last < MIN_RECONCILE_SECONDS and not rescan_due:
-                    self.stop_event.wait(MIN_RECONCILE_SECONDS - (now - last))
-                self.reconcile(full=rescan_due)
+                units |= units_of(self.drop_dir, change.path)
+            units |= self._due_units(now)
+            gap = max(MIN_RECONCILE_SECONDS, RECONCILE_DUTY_FACTOR * self._last_cost)
+            if rescan_due or (units and now - last >= gap):
+                self.reconcile(full=rescan_due, units=units)
+                units = set()
                 last = time.monotonic()
                 if rescan_due:
                     next_rescan = last + every
+            elif units:
+                self._wake_at(last + gap, next(iter(units)))
             if now >= next_ping:
                 self.notifier.send(WATCHDOG="1", STATUS=self._status_line())
                 next_ping = now + (ping or 0)
@@ -307,52 +266,98 @@ class Daemon:
 
     # -- reconciliation -----------------------------------------------------------------
 
-    def reconcile(self, *, full: bool = False) -> None:
-        """Compare what the drop folder holds with what was done, and start what is missing."""
+    def reconcile(self, *, full: bool = False, units: Iterable[str] = ()) -> None:
+        """Compare what the drop folder holds with what was done, and start what is missing.
+
+        ``full`` looks at everything; otherwise only at ``units`` (see ``dropzone.units``).
+        """
         started = time.monotonic()
-        entries = list_tree(self.drop_dir, prune=self.rules.prune_dir)
-        result = scan(self.drop_dir, entries, rules=self.rules, cache=self.headers)
-        stats = {e.path: e for e in entries}
+        if full:
+            listing = split_units(list_tree(self.drop_dir, prune=self.rules.prune_dir))
+            affected = set(listing) | set(self._units)
+        else:
+            affected = set(units)
+            listing = list_units(self.drop_dir, affected, self.rules.prune_dir)
+        vanished = False
+        for unit in affected:
+            old = self._units.pop(unit, None)
+            self._stats.pop(unit, None)
+            entries = listing.get(unit, [])
+            if entries:
+                self._units[unit] = scan(
+                    self.drop_dir, entries, rules=self.rules, cache=self.headers
+                )
+                self._stats[unit] = {e.path: e for e in entries}
+            if old is not None:
+                kept = {sa.rel_path for sa in self._units[unit].artifacts} if entries else set()
+                vanished |= any(sa.rel_path not in kept for sa in old.artifacts)
         now = time.time()
         candidates: list[ScannedArtifact] = []
         ready: dict[Path, ScannedArtifact] = {}
-        for sa in result.artifacts:
-            self._detected(sa)
-            if sa.status is Status.INVALID:
-                self._refuse(sa.rel_path, "artifact.invalid", list(sa.problems))
-                continue
-            candidates.append(sa)
-            if sa.status is Status.INCOMPLETE:
-                self._pending(sa, "incomplete")
-                self._follow(sa)
-                continue
-            wait = self._settle_wait(
-                [(p.path, stats[p.path].size, stats[p.path].mtime_ns) for p in sa.progress]
-                + self._sidecar_stat(sa, stats),
-                now,
-            )
-            if wait > 0:
-                self._pending(sa, "settling", wait=wait)
-                self._follow(sa)
-                self._wake_at(time.monotonic() + wait)
-                continue
-            if self.settings.require_sidecar and sa.artifact.sidecar is None:
-                self._pending(sa, "no sidecar (require_sidecar is true)")
-                continue
-            ready[sa.artifact.path] = sa
+        count = 0
+        for unit in sorted(affected & set(self._units)):
+            result, stats = self._units[unit], self._stats[unit]
+            for problem in result.problems:
+                self.report.refuse(self._rel(Path(problem.path)), "artifact.invalid", [problem])
+            for sa in result.artifacts:
+                count += 1
+                self._classify(
+                    sa, stats=stats, now=now, unit=unit, candidates=candidates, ready=ready
+                )
         self._start_ready(candidates, ready)
-        for rel in set(self._seen) - set(stats):
+        live = {rel for stats in self._stats.values() for rel in stats}
+        for rel in set(self._seen) - live:
             del self._seen[rel]
-        self._handle_removed({sa.rel_path for sa in result.artifacts})
+        if full or vanished:
+            self._handle_removed({sa.rel_path for r in self._units.values() for sa in r.artifacts})
         self.followers.drop_except(lambda p: p.exists())
+        self._last_cost = time.monotonic() - started
         if full:
             log.info(
                 "scan.done",
                 path=str(self.drop_dir),
-                artifacts=len(result.artifacts),
+                artifacts=count,
                 ready=len(ready),
-                seconds=round(time.monotonic() - started, 3),
+                seconds=round(self._last_cost, 3),
             )
+
+    def _classify(
+        self,
+        sa: ScannedArtifact,
+        *,
+        stats: Mapping[str, Entry],
+        now: float,
+        unit: str,
+        candidates: list[ScannedArtifact],
+        ready: dict[Path, ScannedArtifact],
+    ) -> None:
+        """Sort one scanned artifact: refused, pending, unchanged since done, or ready."""
+        self.report.detected(sa)
+        if sa.status is Status.INVALID:
+            self._settled_at.pop(sa.rel_path, None)
+            self._claims.pop(sa.rel_path, None)
+            self.report.refuse(sa.rel_path, "artifact.invalid", list(sa.problems))
+            return
+        files = [(p.path, stats[p.path].size, stats[p.path].mtime_ns) for p in sa.progress]
+        files += self._sidecar_stat(sa, stats)
+        signature = tuple(files)
+        if self._settled_at.get(sa.rel_path) == signature:
+            return  # done (or refused by the server) with exactly these files: nothing to do
+        candidates.append(sa)
+        if sa.status is Status.INCOMPLETE:
+            self.report.pending(sa, "incomplete")
+            self._follow(sa)
+            return
+        wait = self._settle_wait(files, now)
+        if wait > 0:
+            self.report.pending(sa, "settling", wait=wait)
+            self._follow(sa)
+            self._wake_at(time.monotonic() + wait, unit)
+            return
+        if self.settings.require_sidecar and sa.artifact.sidecar is None:
+            self.report.pending(sa, "no sidecar (require_sidecar is true)")
+            return
+        ready[sa.artifact.path] = sa
 
     def _start_ready(
         self, candidates: list[ScannedArtifact], ready: Mapping[Path, ScannedArtifact]
@@ -372,11 +377,15 @@ class Daemon:
         waiting = {
             f.path for sa in candidates if sa.artifact.path not in ready for f in sa.artifact.files
         }
-        for path, outcome in recipes.items():
+        for path, spec in specs.items():
+            if not isinstance(spec, list):
+                self.report.warn(ready[path].rel_path, spec.warnings)
+        for path, built in recipes.items():
             sa = ready[path]
+            outcome = self._claim(sa.rel_path, built) if isinstance(built, Recipe) else built
             if isinstance(outcome, list):
                 if sa.artifact.is_adapter and sa.artifact.sidecar is None:
-                    self._pending(sa, "adapter: used through a sidecar that names it")
+                    self.report.pending(sa, "adapter: used through a sidecar that names it")
                     continue
                 sidecar = str(sa.artifact.sidecar) if sa.artifact.sidecar else None
                 event = (
@@ -384,11 +393,11 @@ class Daemon:
                     if sidecar and any(p.path == sidecar for p in outcome)
                     else "artifact.invalid"
                 )
-                self._refuse(sa.rel_path, event, outcome)
+                self.report.refuse(sa.rel_path, event, outcome)
                 continue
             blocked = [p for p in outcome.blob_paths() if p in waiting]
             if blocked:
-                self._pending(sa, "waiting for " + ", ".join(self._rel(p) for p in blocked))
+                self.report.pending(sa, "waiting for " + ", ".join(self._rel(p) for p in blocked))
                 continue
             self._consider(sa, outcome, expected)
 
@@ -400,15 +409,35 @@ class Daemon:
             if rel in self._in_flight:
                 return
         if self._settled(rel, recipe):
+            stats = self._stats.get(self._unit_of(rel), {})
+            files = [(p.path, stats[p.path].size, stats[p.path].mtime_ns) for p in sa.progress]
+            self._settled_at[rel] = tuple(files + self._sidecar_stat(sa, stats))
             return
-        self._reported.pop(rel, None)
+        self.report.clear(rel)
         log.info("artifact.ready", path=str(sa.artifact.path), model=recipe.model)
         with self._lock:
             self._in_flight[rel] = self.jobs.submit(self._job, sa, recipe, expected)
 
+    def _claim(self, rel: str, recipe: Recipe) -> Recipe | list[Problem]:
+        """Two artifacts in different units may claim one model name too: neither is made."""
+        key = parse_name(recipe.model).key()
+        self._claims[rel] = key
+        others = [r for r, k in self._claims.items() if k == key and r != rel]
+        if not others:
+            return recipe
+        name = parse_name(recipe.model).display_shortest()
+        fix = "give each its own name with the model key of its sidecar"
+        for other in others:
+            self._settled_at.pop(other, None)
+            message = f"model name {name} is also claimed by {rel}: neither is created"
+            problem = Problem(str(self.drop_dir / other), message, fix, key="model")
+            self.report.refuse(other, "artifact.invalid", [problem])
+        message = f"model name {name} is also claimed by {', '.join(others)}: neither is created"
+        return [Problem(str(recipe.sidecar or recipe.artifact.path), message, fix, key="model")]
+
     def _settled(self, rel: str, recipe: Recipe) -> bool:
-        """True when every host needs nothing now, judged from cached digests without HTTP:
-        a restart over 10,000 imported files must not send 10,000 HEADs."""
+        """True when every host is done with this exact request (or refused it), judged from
+        cached digests without HTTP: a restart over 10,000 imported files sends no HEADs."""
         digests: dict[Path, str] = {}
         for path in recipe.blob_paths():
             try:
@@ -420,7 +449,7 @@ class Daemon:
             digests[path] = hit.digest
         fingerprint = request_fingerprint(recipe.request(digests))
         now = float("inf") if self.once else time.time()
-        settled = True
+        steps = set()
         for host in self.hosts:
             row = self.state.host_state(rel, host.url)
             recorded = (
@@ -429,15 +458,15 @@ class Daemon:
                 else Recorded(str(row.state), row.request_fingerprint, row.next_retry_at)
             )
             step = next_step(recorded, fingerprint, now)
+            steps.add(step)
             if step is Step.WAIT and row is not None and row.next_retry_at is not None:
-                self._wake_at(time.monotonic() + row.next_retry_at - time.time())
-            elif step is Step.REFUSED:
-                self.summary.failed.add(rel)
-            elif step is Step.GO:
-                settled = False
-            elif step is Step.SKIP:
-                self.summary.done.add(rel)
-        return settled
+                when = time.monotonic() + row.next_retry_at - time.time()
+                self._wake_at(when, self._unit_of(rel))
+        if Step.GO in steps:
+            return False
+        self.summary.mark(rel, "failed" if steps & {Step.REFUSED, Step.WAIT} else "done")
+        # A retry that is only waiting is not settled: its wake-up must find work to do.
+        return Step.WAIT not in steps
 
     # -- the work for one artifact, on a worker thread --------------------------------
 
@@ -445,6 +474,7 @@ class Daemon:
         self, sa: ScannedArtifact, recipe: Recipe, expected: Mapping[Path, int | None]
     ) -> None:
         rel = sa.rel_path
+        self._settled_at.pop(rel, None)
         try:
             paths = recipe.blob_paths()
             # Followed files first: each follower holds a hash slot until it is finished, so
@@ -473,7 +503,7 @@ class Daemon:
             log.info("artifact.pending", path=str(sa.artifact.path), reason=str(exc))
         except Exception as exc:  # one artifact's failure never stops the daemon
             log.exception("artifact.error", path=str(sa.artifact.path), error=str(exc))
-            self.summary.failed.add(rel)
+            self.summary.mark(rel, "failed")
         finally:
             with self._lock:
                 self._in_flight.pop(rel, None)
@@ -549,72 +579,56 @@ class Daemon:
                     error=outcome.error,
                 )
             if outcome.result is Result.RETRY and outcome.retry_at is not None:
-                self._wake_at(time.monotonic() + outcome.retry_at - time.time())
-            if outcome.result in (Result.FAILED, Result.RETRY):
-                self.summary.failed.add(rel)
+                when = time.monotonic() + outcome.retry_at - time.time()
+                self._wake_at(when, self._unit_of(rel))
             if outcome.result is Result.REHASH:
                 # The server saw other bytes than the digest says: forget it, hash again.
                 for result in results.values():
                     self.state.forget_digest(result.key)
+        if any(o.result in (Result.FAILED, Result.RETRY) for _, o in outcomes):
+            self.summary.mark(rel, "failed")
         if all(o.result in (Result.DONE, Result.SKIPPED) for _, o in outcomes):
-            self.summary.done.add(rel)
-            self.summary.failed.discard(rel)
+            self.summary.mark(rel, "done")
             if any(o.result is Result.DONE for _, o in outcomes):
                 apply_on_success(self.settings.on_success, sa, recipe, self.drop_dir, self.state)
 
     # -- helpers ------------------------------------------------------------------------
 
     def _handle_removed(self, present: set[str]) -> None:
+        try:
+            same_mount = os.stat(self.drop_dir).st_dev == self._drop_dev
+        except OSError:
+            same_mount = False
+        if not same_mount:
+            # An unmounted NFS share or a vanished folder looks like "everything was removed";
+            # acting on that could delete every model. Wait until the folder is back.
+            log.warning(
+                "scan.suspicious",
+                path=str(self.drop_dir),
+                error="the drop folder is missing or another file system now: removals ignored",
+            )
+            return
         with self._lock:
             busy = set(self._in_flight)
         for row in self.state.artifacts():
-            if row.path not in present and row.path not in busy:
+            if row.path in present or row.path in busy:
+                continue
+            self.report.forget(row.path)
+            self._claims.pop(row.path, None)
+            self._settled_at.pop(row.path, None)
+            if self.once or self.settings.on_removed == "keep":
                 apply_on_removed(self.settings.on_removed, row, self.hosts, self.state)
-                self._known.discard(row.path)
+                continue
+            # Deleting models talks to every host: never on the main loop.
+            with self._lock:
+                self._in_flight[row.path] = self.jobs.submit(self._removed_job, row)
 
-    def _detected(self, sa: ScannedArtifact) -> None:
-        if sa.rel_path not in self._known:
-            self._known.add(sa.rel_path)
-            log.info(
-                "artifact.detected",
-                path=str(sa.artifact.path),
-                kind=str(sa.artifact.kind),
-                sidecar=str(sa.artifact.sidecar) if sa.artifact.sidecar else None,
-            )
-
-    def _pending(self, sa: ScannedArtifact, reason: str, *, wait: float | None = None) -> None:
-        self.summary.pending.add(sa.rel_path)
-        signature = "pending:" + reason.split(" ", 1)[0]
-        if self._reported.get(sa.rel_path) == signature:
-            return
-        self._reported[sa.rel_path] = signature
-        log.info(
-            "artifact.pending",
-            path=str(sa.artifact.path),
-            reason=reason,
-            bytes=sa.have_bytes,
-            expected_bytes=sa.expected_bytes,
-            missing=list(sa.missing) or None,
-            wait_seconds=round(wait, 1) if wait is not None else None,
-        )
-
-    def _refuse(self, rel: str, event: str, problems: list[Problem]) -> None:
-        self.summary.refused.add(rel)
-        signature = event + ":" + "|".join(p.describe() for p in problems)
-        if self._reported.get(rel) == signature:
-            return
-        self._reported[rel] = signature
-        first = problems[0] if problems else Problem(rel, "invalid")
-        log.error(
-            event,
-            path=str(self.drop_dir / rel),
-            file=first.path,
-            line=first.line,
-            key=first.key,
-            error=first.message,
-            fix=first.fix,
-            problems=[p.describe() for p in problems],
-        )
+    def _removed_job(self, row: ArtifactRow) -> None:
+        try:
+            apply_on_removed(self.settings.on_removed, row, self.hosts, self.state)
+        finally:
+            with self._lock:
+                self._in_flight.pop(row.path, None)
 
     def _follow(self, sa: ScannedArtifact) -> None:
         for f in sa.artifact.files:
@@ -670,20 +684,23 @@ class Daemon:
         except ValueError:
             return str(path)
 
-    def _wake_at(self, when: float) -> None:
+    def _unit_of(self, rel: str) -> str:
+        head, slash, _ = rel.partition("/")
+        return head if slash or head in self._stats else ""
+
+    def _wake_at(self, when: float, unit: str) -> None:
         with self._lock:
-            heapq.heappush(self._wakeups, when)
+            heapq.heappush(self._wakeups, (when, unit))
 
     def _next_wakeup(self) -> float:
         with self._lock:
-            return self._wakeups[0] if self._wakeups else float("inf")
+            return self._wakeups[0][0] if self._wakeups else float("inf")
 
-    def _due_wakeups(self, now: float) -> bool:
-        due = False
+    def _due_units(self, now: float) -> set[str]:
+        due: set[str] = set()
         with self._lock:
-            while self._wakeups and self._wakeups[0] <= now:
-                heapq.heappop(self._wakeups)
-                due = True
+            while self._wakeups and self._wakeups[0][0] <= now:
+                due.add(heapq.heappop(self._wakeups)[1])
         return due
 
     def _wait_for_jobs(self) -> bool:

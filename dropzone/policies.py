@@ -32,6 +32,16 @@ def _owned_paths(sa: ScannedArtifact, recipe: Recipe) -> list[Path]:
     return paths
 
 
+def _free_name(target: Path) -> Path:
+    """``target``, or ``target.1``, ``target.2``… if an earlier import left that name: moving
+    a folder onto an existing one would nest it inside instead of replacing it."""
+    candidate, n = target, 0
+    while candidate.exists():
+        n += 1
+        candidate = target.with_name(f"{target.name}.{n}")
+    return candidate
+
+
 def apply_on_success(
     policy: str, sa: ScannedArtifact, recipe: Recipe, drop_dir: Path, state: StateStore
 ) -> None:
@@ -45,7 +55,7 @@ def apply_on_success(
                 else:
                     path.unlink(missing_ok=True)
             else:
-                target = drop_dir / IMPORTED_DIR / path.relative_to(drop_dir)
+                target = _free_name(drop_dir / IMPORTED_DIR / path.relative_to(drop_dir))
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(path, target)
         except OSError as exc:

@@ -53,7 +53,10 @@ SIDE_FILES = ("template", "system", "params")
 
 
 def list_tree(
-    root: str | os.PathLike[str], *, prune: Callable[[str], bool] | None = None
+    root: str | os.PathLike[str],
+    *,
+    prune: Callable[[str], bool] | None = None,
+    under: str = "",
 ) -> list[Entry]:
     """Every regular file and folder under ``root``, sorted by relative path.
 
@@ -62,10 +65,12 @@ def list_tree(
     and devices are left out (opening a FIFO would block). Folders for which
     ``prune(rel_path)`` is true are listed but not descended. Files that vanish during the
     walk are skipped; unreadable folders are skipped with a ``scan.unreadable`` event.
+    ``under`` lists only that folder's subtree (paths and symlink checks stay relative to
+    ``root``), so a hint about one folder costs a walk of that folder alone.
     """
     real_root = os.path.realpath(root)
     out: list[Entry] = []
-    stack = [("", os.fspath(root))]
+    stack = [(under, os.path.join(os.fspath(root), under) if under else os.fspath(root))]
     while stack:
         rel_dir, abs_dir = stack.pop()
         try:

@@ -202,3 +202,12 @@ def test_a_wrong_cached_digest_is_forgotten_on_digest_mismatch_and_the_file_reha
     assert daemon.wait_for("hash.done", path=str(gguf))["digest"] == right
     assert emulator.has_blob(right)
     assert emulator.counters.creates("rewritten:latest") == 1
+
+
+def test_moving_onto_an_earlier_import_of_the_same_name_keeps_both(tmp_path: Path) -> None:
+    from dropzone.policies import _free_name
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m.1").mkdir()
+    assert _free_name(tmp_path / "m") == tmp_path / "m.2"
+    assert _free_name(tmp_path / "new") == tmp_path / "new"

@@ -1,0 +1,112 @@
+"""Events about artifacts that are not being worked on: detected, pending, refused.
+
+Each is logged once per reason until the reason changes, so a file that stays incomplete or
+invalid is reported once, not on every rescan. The summary counts what each artifact is now.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from dropzone.errors import Problem
+from dropzone.scanner import ScannedArtifact
+
+log = structlog.get_logger("dropzone.daemon")
+
+
+@dataclass
+class PassSummary:
+    """What each artifact is now: one of the four sets (``dropzone scan``'s exit status)."""
+
+    refused: set[str] = field(default_factory=set)  # invalid artifacts or sidecars
+    failed: set[str] = field(default_factory=set)  # a host failed (permanently or for now)
+    pending: set[str] = field(default_factory=set)
+    done: set[str] = field(default_factory=set)
+
+    def mark(self, rel: str, kind: str) -> None:
+        for name in ("refused", "failed", "pending", "done"):
+            getattr(self, name).discard(rel)
+        getattr(self, kind).add(rel)
+
+    def forget(self, rel: str) -> None:
+        for name in ("refused", "failed", "pending", "done"):
+            getattr(self, name).discard(rel)
+
+
+class Reporter:
+    def __init__(self, drop_dir: Path) -> None:
+        self.drop_dir = drop_dir
+        self.summary = PassSummary()
+        self._reported: dict[str, str] = {}  # rel → signature of the last event
+        self._known: set[str] = set()
+
+    def detected(self, sa: ScannedArtifact) -> None:
+        if sa.rel_path not in self._known:
+            self._known.add(sa.rel_path)
+            log.info(
+                "artifact.detected",
+                path=str(sa.artifact.path),
+                kind=str(sa.artifact.kind),
+                sidecar=str(sa.artifact.sidecar) if sa.artifact.sidecar else None,
+            )
+
+    def pending(self, sa: ScannedArtifact, reason: str, *, wait: float | None = None) -> None:
+        self.summary.mark(sa.rel_path, "pending")
+        if not self._first(sa.rel_path, "pending:" + reason.split(" ", 1)[0]):
+            return
+        log.info(
+            "artifact.pending",
+            path=str(sa.artifact.path),
+            reason=reason,
+            bytes=sa.have_bytes,
+            expected_bytes=sa.expected_bytes,
+            missing=list(sa.missing) or None,
+            wait_seconds=round(wait, 1) if wait is not None else None,
+        )
+
+    def refuse(self, rel: str, event: str, problems: list[Problem]) -> None:
+        self.summary.mark(rel, "refused")
+        if not self._first(rel, event + ":" + "|".join(p.describe() for p in problems)):
+            return
+        first = problems[0] if problems else Problem(rel, "invalid")
+        log.error(
+            event,
+            path=str(self.drop_dir / rel),
+            file=first.path,
+            line=first.line,
+            key=first.key,
+            error=first.message,
+            fix=first.fix,
+            problems=[p.describe() for p in problems],
+        )
+
+    def warn(self, rel: str, warnings: tuple[Problem, ...]) -> None:
+        """Sidecar warnings (deprecated parameters, …): once per sidecar content."""
+        key = "warn:" + rel
+        signature = "|".join(p.describe() for p in warnings)
+        if not warnings or self._reported.get(key) == signature:
+            return
+        self._reported[key] = signature
+        for p in warnings:
+            log.warning(
+                "sidecar.warning", path=str(self.drop_dir / rel), file=p.path, line=p.line,
+                key=p.key, error=p.message, fix=p.fix,
+            )
+
+    def clear(self, rel: str) -> None:
+        """Work starts: the next pending or refusal is news again."""
+        self._reported.pop(rel, None)
+
+    def forget(self, rel: str) -> None:
+        self._reported.pop(rel, None)
+        self._known.discard(rel)
+        self.summary.forget(rel)
+
+    def _first(self, rel: str, signature: str) -> bool:
+        if self._reported.get(rel) == signature:
+            return False
+        self._reported[rel] = signature
+        return True
