@@ -15,6 +15,7 @@ import structlog
 from structlog.testing import LogCapture
 
 from dropzone.daemon import Daemon
+from dropzone.policies import _free_name
 from dropzone.hashing import FileKey
 from dropzone.settings import load_settings
 from dropzone.state import StateStore
@@ -205,8 +206,6 @@ def test_a_wrong_cached_digest_is_forgotten_on_digest_mismatch_and_the_file_reha
 
 
 def test_moving_onto_an_earlier_import_of_the_same_name_keeps_both(tmp_path: Path) -> None:
-    from dropzone.policies import _free_name
-
     (tmp_path / "m").mkdir()
     (tmp_path / "m.1").mkdir()
     assert _free_name(tmp_path / "m") == tmp_path / "m.2"

@@ -305,8 +305,6 @@ def test_artifact_fingerprint_changes_with_any_file_stat_or_the_sidecar() -> Non
 
 
 def test_a_forgotten_digest_is_no_longer_cached(tmp_path: Path) -> None:
-    from dropzone.hashing import FileKey
-
     store = StateStore.open(tmp_path)
     key = FileKey(1, 2, 3, 4)
     store.put_digest(key, "sha256:" + "a" * 64)
