@@ -15,8 +15,8 @@ import structlog
 from structlog.testing import LogCapture
 
 from dropzone.daemon import Daemon
-from dropzone.policies import _free_name
 from dropzone.hashing import FileKey
+from dropzone.policies import _free_name
 from dropzone.settings import load_settings
 from dropzone.state import StateStore
 from dropzone.testing.builders import build_gguf
