@@ -20,6 +20,7 @@ from pathlib import Path
 import structlog
 
 from dropzone import __version__
+from dropzone.digests import Digester
 from dropzone.errors import (
     ConfigError,
     DropzoneError,
@@ -28,8 +29,8 @@ from dropzone.errors import (
     StoppedError,
 )
 from dropzone.filters import IgnoreRules
-from dropzone.follow import Follower, Followers
-from dropzone.hashing import FileKey, HashResult, cached_digest, hash_file
+from dropzone.follow import Followers
+from dropzone.hashing import FileKey, HashResult, cached_digest
 from dropzone.importer import Host, Importer, Outcome, Result
 from dropzone.model import Recipe
 from dropzone.names import parse_name
@@ -37,7 +38,7 @@ from dropzone.notify import Notifier
 from dropzone.ollama import OllamaClient, make_http_client
 from dropzone.plan import Recorded, Step, next_step
 from dropzone.policies import apply_on_removed, apply_on_success
-from dropzone.readiness import Complete, Ready, Refused, Seen, assess, combine, observe
+from dropzone.readiness import QuietTracker
 from dropzone.recipes import build_recipes
 from dropzone.reporter import PassSummary, Reporter
 from dropzone.scanner import (
@@ -98,10 +99,10 @@ class Daemon:
             stop=self.stop_event,
         )
         self.followers = Followers(self.hash_slots, self.stop_event)
+        self.digester = Digester(self.state, self.followers, self.stop_event)
         self.jobs = Workers(4, "artifact")
         self.host_jobs = Workers(max(2, 2 * len(self.hosts)), "host")
-        self._seen: dict[str, Seen] = {}  # file rel → what its stats showed so far
-        self._closed: set[str] = set()  # files a writer closed since the last reconcile
+        self.quiet = QuietTracker(settings.settle_seconds)
         self.notifier = Notifier(env)
         self.report = Reporter(self.drop_dir)
         self.summary: PassSummary = self.report.summary
@@ -209,7 +210,7 @@ class Daemon:
                 if change.path is None:
                     continue
                 if change.kind is ChangeKind.CLOSED:
-                    self._closed.add(self._rel(change.path))
+                    self.quiet.closed(self._rel(change.path))
                 units |= units_of(self.drop_dir, change.path)
             units |= self._due_units(now)
             gap = max(MIN_RECONCILE_SECONDS, RECONCILE_DUTY_FACTOR * self._last_cost)
@@ -306,8 +307,7 @@ class Daemon:
                 )
         self._start_ready(candidates, ready)
         live = {rel for stats in self._stats.values() for rel in stats}
-        for rel in set(self._seen) - live:
-            del self._seen[rel]
+        self.quiet.forget_except(live)
         if full or vanished:
             self._handle_removed({sa.rel_path for r in self._units.values() for sa in r.artifacts})
         self.followers.drop_except(lambda p: p.exists())
@@ -348,7 +348,7 @@ class Daemon:
             self.report.pending(sa, "incomplete")
             self._follow(sa)
             return
-        wait = self._settle_wait(files, now)
+        wait = self.quiet.wait_seconds(files, now)
         if wait > 0:
             self.report.pending(sa, "settling", wait=wait)
             self._follow(sa)
@@ -477,18 +477,7 @@ class Daemon:
         self._settled_at.pop(rel, None)
         try:
             paths = recipe.blob_paths()
-            # Followed files first: each follower holds a hash slot until it is finished, so
-            # hashing another file of this artifact first would wait on ourselves.
-            followers = {p: self.followers.take(p) for p in paths}
-            try:
-                results = {
-                    p: self._digest(p, expected.get(p), followers[p])
-                    for p in sorted(paths, key=lambda p: followers[p] is None)
-                }
-            finally:
-                for follower in followers.values():  # after a failure, free their slots
-                    if follower is not None:
-                        follower.cancel()
+            results = self.digester.digest_all(paths, expected)
             digests = {p: results[p].digest for p in paths}
             self._record(sa, recipe, results)
             futures = [
@@ -509,38 +498,6 @@ class Daemon:
                 self._in_flight.pop(rel, None)
             if not self.stop_event.is_set() and not self.once:
                 self.queue.put(Change(ChangeKind.CHANGED, sa.artifact.path))
-
-    def _digest(self, path: Path, expected: int | None, follower: Follower | None) -> HashResult:
-        started = time.monotonic()
-        try:
-            hit = cached_digest(self.state, path)
-        except OSError as exc:  # removed or replaced since the scan: look again
-            raise FileChangedError(str(path), exc.strerror or str(exc)) from exc
-        if hit is not None and (expected is None or hit.size == expected):
-            result = hit  # no slot needed to read the cache, and no second read of the file
-            if follower is not None:
-                follower.cancel()
-        elif follower is not None:
-            result = follower.finish(expected)
-            self.state.put_digest(result.key, result.digest)
-        else:
-            with self.followers.slot():
-                result = hash_file(
-                    path, store=self.state, expected_size=expected, stop=self.stop_event.is_set
-                )
-        if not result.cached:
-            seconds = max(time.monotonic() - started, 1e-9)
-            log.info(
-                "hash.done",
-                path=str(path),
-                digest=result.digest,
-                bytes=result.size,
-                seconds=round(seconds, 3),
-                rate_mb_s=round(result.size / 1e6 / seconds, 1),
-                followed=follower is not None,
-                restarts=[str(r) for r in result.restarts],
-            )
-        return result
 
     def _record(
         self, sa: ScannedArtifact, recipe: Recipe, results: Mapping[Path, HashResult]
@@ -642,26 +599,6 @@ class Daemon:
             return cached_digest(self.state, path) is not None
         except OSError:
             return False
-
-    def _settle_wait(self, files: list[tuple[str, int, int]], now: float) -> float:
-        """Seconds until every file has been quiet for ``settle_seconds`` (0: ready now)."""
-        verdicts = []
-        for rel, size, mtime_ns in files:
-            closed = rel in self._closed
-            self._closed.discard(rel)
-            seen = observe(
-                self._seen.get(rel), size=size, mtime_ns=mtime_ns, now=now, closed=closed
-            )
-            self._seen[rel] = seen
-            verdicts.append(
-                assess(seen, Complete(), now=now, settle_seconds=self.settings.settle_seconds)
-            )
-        verdict = combine(verdicts)
-        if isinstance(verdict, Ready):
-            return 0.0
-        if isinstance(verdict, Refused):  # cannot happen for Complete(); wait for a change
-            return 1.0
-        return verdict.wait_seconds if verdict.wait_seconds is not None else 1.0
 
     def _sidecar_stat(
         self, sa: ScannedArtifact, stats: Mapping[str, object]

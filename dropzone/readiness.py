@@ -142,3 +142,39 @@ def combine(verdicts: Iterable[Verdict]) -> Verdict:
         return Pending(PendingReason.INCOMPLETE, have, expected, None)
     waits = [v.wait_seconds for v in pending if v.wait_seconds is not None]
     return Pending(PendingReason.SETTLING, have, expected, max(waits, default=None))
+
+
+class QuietTracker:
+    """What each file's stats showed across reconciles, and which files a writer closed:
+    the one piece of readiness that must remember. Times are ``time.time()`` seconds."""
+
+    def __init__(self, settle_seconds: float) -> None:
+        self._settle = settle_seconds
+        self._seen: dict[str, Seen] = {}
+        self._closed: set[str] = set()
+
+    def closed(self, rel: str) -> None:
+        """A close-after-write event arrived for ``rel``."""
+        self._closed.add(rel)
+
+    def wait_seconds(self, files: Iterable[tuple[str, int, int]], now: float) -> float:
+        """Seconds until every ``(rel, size, mtime_ns)`` has been quiet long enough; 0: now."""
+        verdicts: list[Verdict] = []
+        for rel, size, mtime_ns in files:
+            closed = rel in self._closed
+            self._closed.discard(rel)
+            seen = observe(
+                self._seen.get(rel), size=size, mtime_ns=mtime_ns, now=now, closed=closed
+            )
+            self._seen[rel] = seen
+            verdicts.append(assess(seen, Complete(), now=now, settle_seconds=self._settle))
+        verdict = combine(verdicts)
+        if isinstance(verdict, Ready):
+            return 0.0
+        if isinstance(verdict, Pending) and verdict.wait_seconds is not None:
+            return verdict.wait_seconds
+        return 1.0  # cannot happen for Complete(): look again soon
+
+    def forget_except(self, live: set[str]) -> None:
+        for rel in set(self._seen) - live:
+            del self._seen[rel]

@@ -10,6 +10,7 @@ from dropzone.readiness import (
     Invalid,
     Pending,
     PendingReason,
+    QuietTracker,
     Ready,
     Refused,
     Seen,
@@ -160,3 +161,25 @@ def test_an_artifact_is_as_ready_as_its_least_ready_file(
     verdicts: list[Verdict], combined: Verdict
 ) -> None:
     assert combine(verdicts) == combined
+
+
+def test_quiet_tracker_waits_out_the_settle_period_and_a_close_shortens_it() -> None:
+    tracker = QuietTracker(settle_seconds=5)
+    # First sighting: the mtime says it changed 1 s ago.
+    assert tracker.wait_seconds([("a", 10, int(99e9))], now=100.0) == 4.0
+    # It grew: the clock restarts from now.
+    assert tracker.wait_seconds([("a", 20, int(101e9))], now=101.0) == 5.0
+    assert tracker.wait_seconds([("a", 20, int(101e9))], now=106.0) == 0.0
+    # A writer closed it right after a change: one second is enough.
+    assert tracker.wait_seconds([("a", 30, int(107e9))], now=107.0) == 5.0
+    tracker.closed("a")
+    assert tracker.wait_seconds([("a", 30, int(107e9))], now=107.5) == 0.5
+    assert tracker.wait_seconds([("a", 30, int(107e9))], now=108.0) == 0.0
+
+
+def test_quiet_tracker_forgets_files_that_are_gone() -> None:
+    tracker = QuietTracker(settle_seconds=5)
+    tracker.wait_seconds([("a", 1, 0), ("b", 1, 0)], now=100.0)
+    tracker.forget_except({"a"})
+    # b is new again: judged from its mtime only.
+    assert tracker.wait_seconds([("b", 1, int(99e9))], now=100.0) == 4.0
