@@ -217,35 +217,7 @@ class Importer:
         # The fingerprint is recorded even when the host failed before the first transition
         # (its version could not be read): without it the plan sees "another request" and
         # goes again at once, a hot loop against a host that is down.
-        if exc.transient:
-            retry_at = self._clock() + backoff_seconds(attempts, self._rng)
-            self._state.set_host_state(
-                key,
-                host.url,
-                HostState.FAILED,
-                model=model,
-                request_fingerprint=fingerprint,
-                attempts=attempts,
-                error=str(exc),
-                next_retry_at=retry_at,
-            )
-            event = "ollama.unreachable" if exc.status is None else "retry.scheduled"
-            log.warning(
-                event,
-                **ctx,
-                error=str(exc),
-                attempts=attempts,
-                retry_in=round(retry_at - self._clock(), 1),
-            )
-            if event == "ollama.unreachable":
-                log.info(
-                    "retry.scheduled",
-                    **ctx,
-                    attempts=attempts,
-                    retry_in=round(retry_at - self._clock(), 1),
-                )
-            host.version = None  # it may come back as another version
-            return Outcome(Result.RETRY, str(exc), retry_at)
+        retry_at = self._clock() + backoff_seconds(attempts, self._rng) if exc.transient else None
         self._state.set_host_state(
             key,
             host.url,
@@ -254,7 +226,17 @@ class Importer:
             request_fingerprint=fingerprint,
             attempts=attempts,
             error=str(exc),
+            next_retry_at=retry_at,
         )
+        if retry_at is not None:
+            retry_in = round(retry_at - self._clock(), 1)
+            if exc.status is None:
+                log.warning("ollama.unreachable", **ctx, error=str(exc), attempts=attempts)
+            log.warning(
+                "retry.scheduled", **ctx, error=str(exc), attempts=attempts, retry_in=retry_in
+            )
+            host.version = None  # it may come back as another version
+            return Outcome(Result.RETRY, str(exc), retry_at)
         log.error("model.failed", **ctx, error=str(exc), status=exc.status)
         return Outcome(Result.FAILED, str(exc))
 

@@ -5,31 +5,17 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 from types import FrameType
 
-from dropzone.commands._common import flag_overrides, load
-from dropzone.daemon import Daemon
-from dropzone.errors import ConfigError
-from dropzone.logs import configure_logging
+from dropzone.commands._daemon import add_arguments, open_daemon
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--drop-dir", help="override drop_dir")
-    parser.add_argument("--state-dir", help="override state_dir")
+__all__ = ["add_arguments", "execute"]
 
 
 def execute(args: argparse.Namespace) -> int:
-    settings = load(args, overrides=flag_overrides(args))
-    if isinstance(settings, int):
-        return settings
-    configure_logging(fmt=settings.log_format, level=settings.log_level)
-    try:
-        daemon = Daemon(settings, env=os.environ)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"dropzone: {problem}", file=sys.stderr)
-        return 2
+    daemon = open_daemon(args, once=False)
+    if isinstance(daemon, int):
+        return daemon
     interrupts = 0
 
     def stop(signum: int, _frame: FrameType | None) -> None:
