@@ -38,6 +38,7 @@ from dropzone.notify import Notifier
 from dropzone.ollama import OllamaClient, make_http_client
 from dropzone.plan import Recorded, Step, next_step
 from dropzone.policies import apply_on_removed, apply_on_success
+from dropzone.progress import Progress
 from dropzone.readiness import QuietTracker
 from dropzone.recipes import build_recipes
 from dropzone.reporter import PassSummary, Reporter
@@ -76,7 +77,14 @@ STOP_GRACE_SECONDS = 2.0
 
 
 class Daemon:
-    def __init__(self, settings: Settings, *, env: Mapping[str, str], once: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        env: Mapping[str, str],
+        once: bool = False,
+        progress: Progress | None = None,
+    ) -> None:
         self.settings = settings
         self.drop_dir = Path(settings.drop_dir).absolute()
         self.once = once
@@ -97,9 +105,10 @@ class Daemon:
             self.state,
             upload_slots=threading.Semaphore(settings.max_parallel_uploads),
             stop=self.stop_event,
+            progress=progress,
         )
         self.followers = Followers(self.hash_slots, self.stop_event)
-        self.digester = Digester(self.state, self.followers, self.stop_event)
+        self.digester = Digester(self.state, self.followers, self.stop_event, progress)
         self.jobs = Workers(4, "artifact")
         self.host_jobs = Workers(max(2, 2 * len(self.hosts)), "host")
         self.quiet = QuietTracker(settings.settle_seconds)

@@ -13,13 +13,21 @@ import structlog
 from dropzone.errors import FileChangedError
 from dropzone.follow import Follower, Followers
 from dropzone.hashing import HashResult, cached_digest, hash_file
+from dropzone.progress import Progress
 from dropzone.state import StateStore
 
 log = structlog.get_logger("dropzone.daemon")
 
 
 class Digester:
-    def __init__(self, state: StateStore, followers: Followers, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        state: StateStore,
+        followers: Followers,
+        stop: threading.Event,
+        progress: Progress | None = None,
+    ) -> None:
+        self._progress = progress or Progress()
         self._state = state
         self._followers = followers
         self._stop = stop
@@ -54,10 +62,21 @@ class Digester:
             result = follower.finish(expected)
             self._state.put_digest(result.key, result.digest)
         else:
-            with self._followers.slot():
-                result = hash_file(
-                    path, store=self._state, expected_size=expected, stop=self._stop.is_set
-                )
+            total = expected if expected is not None else path.stat().st_size
+            update, finished = self._progress.track(
+                "hash.progress", f"hash {path.name}", total, path=str(path)
+            )
+            try:
+                with self._followers.slot():
+                    result = hash_file(
+                        path,
+                        store=self._state,
+                        expected_size=expected,
+                        stop=self._stop.is_set,
+                        on_progress=update,
+                    )
+            finally:
+                finished()
         if not result.cached:
             seconds = max(time.monotonic() - started, 1e-9)
             log.info(

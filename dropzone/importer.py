@@ -27,11 +27,10 @@ from dropzone.errors import (
 from dropzone.model import Recipe
 from dropzone.ollama import OllamaClient
 from dropzone.plan import Recorded, Step, backoff_seconds, next_step, unsupported_feature
+from dropzone.progress import Progress
 from dropzone.state import HostState, StateStore, request_fingerprint
 
 log = structlog.get_logger("dropzone.importer")
-
-PROGRESS_EVERY_SECONDS = 10.0
 
 
 class Result(StrEnum):
@@ -68,11 +67,13 @@ class Importer:
         stop: threading.Event,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self._state = state
         self._slots = upload_slots
         self._stop = stop
         self._clock = clock
+        self._progress = progress or Progress()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
 
     def import_to_host(
@@ -174,23 +175,14 @@ class Importer:
 
     def _upload(self, digest: str, path: Path, host: Host, ctx: dict[str, str]) -> None:
         size = path.stat().st_size
-        started = last = time.monotonic()
-
-        def progress(sent: int) -> None:
-            nonlocal last
-            now = time.monotonic()
-            if now - last >= PROGRESS_EVERY_SECONDS:
-                last = now
-                log.info(
-                    "blob.upload.progress",
-                    **ctx,
-                    digest=digest,
-                    bytes=sent,
-                    total=size,
-                    rate_mb_s=round(sent / 1e6 / max(now - started, 1e-9), 1),
-                )
-
-        created = host.client.push_blob(digest, path, progress=progress, cancel=self._stop)
+        started = time.monotonic()
+        progress, finished = self._progress.track(
+            "blob.upload.progress", f"upload {path.name}", size, **ctx, digest=digest
+        )
+        try:
+            created = host.client.push_blob(digest, path, progress=progress, cancel=self._stop)
+        finally:
+            finished()
         seconds = max(time.monotonic() - started, 1e-9)
         log.info(
             "blob.uploaded",
