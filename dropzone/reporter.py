@@ -92,8 +92,13 @@ class Reporter:
         self._reported[key] = signature
         for p in warnings:
             log.warning(
-                "sidecar.warning", path=str(self.drop_dir / rel), file=p.path, line=p.line,
-                key=p.key, error=p.message, fix=p.fix,
+                "sidecar.warning",
+                path=str(self.drop_dir / rel),
+                file=p.path,
+                line=p.line,
+                key=p.key,
+                error=p.message,
+                fix=p.fix,
             )
 
     def clear(self, rel: str) -> None:

@@ -210,4 +210,3 @@ class Watcher:
         for name in _WATCHDOG_INOTIFY_LOGGERS:
             logging.getLogger(name).removeHandler(self._overflow)
         self._sink.wake()
-
