@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from dropzone.cli import main
-from dropzone.commands.doctor import (
+from dropzone.diagnosis import (
     Status,
     check_inotify,
     space_finding,
