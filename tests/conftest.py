@@ -6,8 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from dropzone.testing.ollama import Emulator
+
+# CI machines have two busy cores: a per-example deadline would turn load into flaky failures.
+# A hang is still caught, by pytest-timeout's per-test limit.
+settings.register_profile("dropzone", deadline=None, print_blob=True)
+settings.load_profile("dropzone")
 
 
 @pytest.fixture
