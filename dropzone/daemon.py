@@ -20,6 +20,7 @@ from pathlib import Path
 import structlog
 
 from dropzone import __version__
+from dropzone.claims import Claims
 from dropzone.digests import Digester
 from dropzone.errors import (
     ConfigError,
@@ -123,7 +124,7 @@ class Daemon:
         # rel → the file stats it had when every host was found done with its request: an
         # artifact whose stats did not move since needs no sidecar read, recipe or query.
         self._settled_at: dict[str, tuple[object, ...]] = {}
-        self._claims: dict[str, tuple[str, ...]] = {}  # rel → its model's name key
+        self._claims = Claims()  # which artifact makes which model name
         self._last_cost = 0.0
         self._drop_dev = os.stat(self.drop_dir).st_dev
         self.watcher: Watcher | None = None
@@ -344,7 +345,7 @@ class Daemon:
         self.report.detected(sa)
         if sa.status is Status.INVALID:
             self._settled_at.pop(sa.rel_path, None)
-            self._claims.pop(sa.rel_path, None)
+            self._claims.release(sa.rel_path)
             self.report.refuse(sa.rel_path, "artifact.invalid", list(sa.problems))
             return
         files = [(p.path, stats[p.path].size, stats[p.path].mtime_ns) for p in sa.progress]
@@ -429,9 +430,7 @@ class Daemon:
 
     def _claim(self, rel: str, recipe: Recipe) -> Recipe | list[Problem]:
         """Two artifacts in different units may claim one model name too: neither is made."""
-        key = parse_name(recipe.model).key()
-        self._claims[rel] = key
-        others = [r for r, k in self._claims.items() if k == key and r != rel]
+        others = self._claims.claim(rel, recipe.model)
         if not others:
             return recipe
         name = parse_name(recipe.model).display_shortest()
@@ -580,7 +579,7 @@ class Daemon:
             if row.path in present or row.path in busy:
                 continue
             self.report.forget(row.path)
-            self._claims.pop(row.path, None)
+            self._claims.release(row.path)
             self._settled_at.pop(row.path, None)
             if self.once or self.settings.on_removed == "keep":
                 apply_on_removed(self.settings.on_removed, row, self.hosts, self.state)

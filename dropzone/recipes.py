@@ -10,7 +10,7 @@ not claim one model name (``find_conflicts``).
 from __future__ import annotations
 
 import os
-from collections import defaultdict
+from collections import ChainMap, defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,21 @@ def build_recipe(
     ``artifacts`` are the other artifacts of the drop folder: a path the sidecar names that is
     one of them (a base GGUF, an adapter folder) contributes that artifact's files.
     """
-    builder = _Builder(artifact, spec or SidecarSpec(path=None), drop_dir, artifacts)
+    return _build(artifact, spec, drop_dir, default_tag, _index(artifacts))
+
+
+def _index(artifacts: Sequence[Artifact]) -> dict[Path, Artifact]:
+    return {_norm(a.path): a for a in artifacts}
+
+
+def _build(
+    artifact: Artifact,
+    spec: SidecarSpec | None,
+    drop_dir: Path,
+    default_tag: str,
+    known: dict[Path, Artifact],
+) -> Recipe | list[Problem]:
+    builder = _Builder(artifact, spec or SidecarSpec(path=None), drop_dir, known)
     model = builder.name(default_tag)
     files, adapters, drafts = builder.sources()
     builder.check_quantize()
@@ -71,12 +85,17 @@ def build_recipe(
 
 class _Builder:
     def __init__(
-        self, artifact: Artifact, spec: SidecarSpec, drop_dir: Path, others: Sequence[Artifact]
+        self,
+        artifact: Artifact,
+        spec: SidecarSpec,
+        drop_dir: Path,
+        others: dict[Path, Artifact],
     ) -> None:
         self.artifact, self.spec, self.drop_dir = artifact, spec, drop_dir
         self.source = str(spec.path or artifact.path)
         self.problems: list[Problem] = []
-        self.known = {_norm(a.path): a for a in (*others, artifact)}
+        # Indexed once per drop folder by the caller: per recipe it would be quadratic.
+        self.known: Mapping[Path, Artifact] = ChainMap({_norm(artifact.path): artifact}, others)
         self.me = _norm(artifact.path)
         self.shown = _shown(artifact.path, drop_dir)
 
@@ -198,14 +217,13 @@ def build_recipes(
     it is made as part of that model.
     """
     results: dict[Path, Recipe | list[Problem]] = {}
+    known = _index(artifacts)
     for artifact in artifacts:
         spec = specs.get(artifact.path)
         if isinstance(spec, list):
             results[artifact.path] = spec
             continue
-        results[artifact.path] = build_recipe(
-            artifact, spec, drop_dir=drop_dir, default_tag=default_tag, artifacts=artifacts
-        )
+        results[artifact.path] = _build(artifact, spec, drop_dir, default_tag, known)
     for artifact in artifacts:
         if not artifact.is_adapter or artifact.sidecar is not None:
             continue
