@@ -35,7 +35,13 @@ def clean_environment(extra: Mapping[str, str]) -> dict[str, str]:
 class DropzoneProcess:
     """``python -m dropzone <command> …`` with stdout parsed as JSON events."""
 
-    def __init__(self, args: Sequence[str], env: Mapping[str, str], stderr_path: Path) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str],
+        stderr_path: Path,
+        program: Sequence[str] = (sys.executable, "-m", "dropzone"),
+    ) -> None:
         self.args = list(args)
         self._stderr_path = stderr_path
         self._cond = threading.Condition()
@@ -43,7 +49,7 @@ class DropzoneProcess:
         self._other: list[str] = []  # stdout lines that are not JSON events
         self._stderr = stderr_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dropzone", *self.args],
+            [*program, *self.args],
             env=dict(env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
