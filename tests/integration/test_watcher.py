@@ -119,3 +119,19 @@ def test_a_folder_that_cannot_be_probed_counts_as_without_events(tmp_path: Path)
     blocker = tmp_path / "not-a-folder"
     blocker.write_bytes(b"")
     assert native_events_work(blocker, timeout=0.1) is False
+
+
+def test_touch_is_a_change_but_reading_a_file_is_not(tmp_path: Path) -> None:
+    target = tmp_path / "m.toml"
+    target.write_bytes(b"model = 'x'\n")
+    queue = ChangeQueue()
+    w = Watcher(tmp_path, queue)
+    assert w.start() == "native"
+    try:
+        target.read_bytes()  # dropzone reads headers on every rescan: that must stay silent
+        os.utime(target)  # an operator's `touch` to ask for another try
+        seen: list[Change] = []
+        wait_until(lambda: any(c.path == target for c in collect(queue, seen)))
+        assert all(c.kind is ChangeKind.CHANGED for c in seen if c.path == target)
+    finally:
+        w.stop()
