@@ -1,0 +1,69 @@
+"""The daemon-level benchmarks still run: each in ``--quick`` mode (tiny tree, small file, a few
+seconds of idle) against the real ``dropzone run`` process and the emulator.
+
+No timing is asserted; a script passes when it exits 0, prints each figure and ratio line it
+promises, and leaves nothing behind in its scratch folder.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_quick(script: str, tmp_path: Path) -> str:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), "--quick", "--dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert list(tmp_path.iterdir()) == [], "scratch files left behind"
+    return result.stdout
+
+
+@pytest.mark.parametrize(
+    ("script", "lines"),
+    [
+        (
+            "end_to_end.py",
+            [
+                "ratio dropzone / sequential, close -> model:",
+                "settle wait:",
+                "ratio floor (upload + create) / sequential:",
+            ],
+        ),
+        (
+            "scale.py",
+            [
+                # the import and the arrival at once: every artifact created, none lost
+                "models on the server: 50 of 50; lost 0; exit 0",
+                "models on the server: 50 of 50; lost 0; exit 0",
+                "start -> idle:",
+                "hash.done 0, blob.uploaded 0, model.created 0",
+                "idle CPU over",
+                "peak RSS",
+                "one full rescan (SIGHUP)",
+                "throughput:",
+            ],
+        ),
+        (
+            "polling.py",
+            ["ratio polling / native idle CPU:", "polling costs"],
+        ),
+    ],
+)
+def test_daemon_benchmark_runs_and_prints_its_figures(
+    script: str, lines: list[str], tmp_path: Path
+) -> None:
+    out = run_quick(script, tmp_path)
+    missing = [line for line in set(lines) if out.count(line) < lines.count(line)]
+    assert not missing, f"{script} did not print {missing}:\n{out}"
