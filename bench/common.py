@@ -78,10 +78,17 @@ def alternate(
     cases: Mapping[str, Callable[[], float]],
     *,
     show: Callable[[int, str, float], None] | None = None,
+    warmup: int = 0,
 ) -> dict[str, list[float]]:
     """Run every case ``runs`` times, forward order on even runs and reversed on odd ones, so
     neither warms up nor cools down the machine for the other. Each case returns its own
-    measured seconds (setup such as dropping caches or deleting a blob stays outside it)."""
+    measured seconds (setup such as dropping caches or deleting a blob stays outside it).
+    ``warmup`` rounds run first and are not counted (first connections, a server's first
+    request, files entering the page cache)."""
+    for _ in range(warmup):
+        for name, case in cases.items():
+            seconds = case()
+            print(f"  warm-up  {name:28s} {seconds:8.3f} s (not counted)", flush=True)
     results: dict[str, list[float]] = {name: [] for name in cases}
     names = list(cases)
     for run in range(runs):

@@ -107,7 +107,14 @@ def peak_of(result: ChildResult) -> int:
 
 
 def upload_pass(
-    title: str, url: str, digest: str, path: Path, *, runs: int, before: Callable[[], None]
+    title: str,
+    url: str,
+    digest: str,
+    path: Path,
+    *,
+    runs: int,
+    warmup: int,
+    before: Callable[[], None],
 ) -> dict[str, list[float]]:
     size = path.stat().st_size
     rss: dict[str, int] = {}
@@ -127,7 +134,7 @@ def upload_pass(
         "curl+expect": case("curl+expect", lambda: curl(url, digest, path, expect=True)),
     }
     print(f"\n== upload to {title}: {fmt_size(size)}")
-    results = alternate(runs, cases, show=show_run(size))
+    results = alternate(runs, cases, show=show_run(size), warmup=warmup)
     print_times(f"upload to {title}", size, results)
     for name, peak in rss.items():
         print(f"  peak RSS {name:12s} {peak / MiB:7.1f} MiB")
@@ -177,12 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--size", type=parse_size, default=parse_size("2G"))
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1, help="uncounted rounds per target")
     parser.add_argument("--rss-sizes", type=size_list, default=size_list("256M,2G,8G"))
     parser.add_argument("--quick", action="store_true", help="8 MiB, 2 runs, RSS at 1M,4M")
     parser.add_argument("--dir", type=Path, default=None, help="scratch folder (default: tmp)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.size, args.runs, args.rss_sizes = 8 * MiB, 2, [MiB, 4 * MiB]
+        args.size, args.runs, args.rss_sizes, args.warmup = 8 * MiB, 2, [MiB, 4 * MiB], 0
     print_header(argv)
     with workdir(args.dir, "bench-upload-") as work:
         real = sum(s for s in args.rss_sizes[:-1] if s != args.size)
@@ -200,12 +208,12 @@ def main(argv: list[str] | None = None) -> int:
             emu_url = f"http://127.0.0.1:{emu_port}"
             discard_url = f"http://127.0.0.1:{discard_port}"
             to_emulator = upload_pass(
-                "the emulator", emu_url, digest, payload, runs=args.runs,
+                "the emulator", emu_url, digest, payload, runs=args.runs, warmup=args.warmup,
                 before=lambda: blob.unlink(missing_ok=True),
             )  # fmt: skip
             to_discard = upload_pass(
                 "the discarding receiver", discard_url, digest, payload, runs=args.runs,
-                before=lambda: None,
+                warmup=args.warmup, before=lambda: None,
             )  # fmt: skip
             blob.unlink(missing_ok=True)
             print()
