@@ -6,27 +6,10 @@ prints a ratio line for each comparison it makes, and leaves nothing behind in i
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_quick(script: str, tmp_path: Path) -> str:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), "--quick", "--dir", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert list(tmp_path.iterdir()) == [], "scratch files left behind"
-    return result.stdout
+from bench_quick import run_quick
 
 
 @pytest.mark.parametrize(
