@@ -270,6 +270,7 @@ class ChildResult:
     stderr: str
     peak_rss: int  # bytes: the child's VmHWM, last read before it exited
     seconds: float  # wall clock from spawn to exit
+    cpu_seconds: float  # user + system time of the child (wait4), start-up included
 
 
 def vm_hwm(pid: int | str) -> int | None:
@@ -285,7 +286,7 @@ def vm_hwm(pid: int | str) -> int | None:
 def run_child(command: Sequence[str], *, cwd: Path | None = None) -> ChildResult:
     """Run ``command`` and return its output and its own peak RSS.
 
-    Neither ``getrusage(RUSAGE_CHILDREN)`` nor ``wait4`` can give it here: ``ru_maxrss`` keeps
+    Neither ``getrusage(RUSAGE_CHILDREN)`` nor ``wait4`` can give the peak: ``ru_maxrss`` keeps
     the high-water mark of the memory image replaced by ``exec``, and subprocess's vfork child
     execs from this process's image, so every child would report at least our own peak. The
     child's ``VmHWM`` starts afresh at ``exec``; it only grows, so reading it every few
@@ -297,7 +298,7 @@ def run_child(command: Sequence[str], *, cwd: Path | None = None) -> ChildResult
         proc = subprocess.Popen(list(command), stdout=out, stderr=err, cwd=cwd)
         peak = 0
         while True:
-            pid, status = os.waitpid(proc.pid, os.WNOHANG)
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
             peak = max(peak, vm_hwm(proc.pid) or 0)
@@ -312,6 +313,7 @@ def run_child(command: Sequence[str], *, cwd: Path | None = None) -> ChildResult
             err.read().decode(errors="replace"),
             peak,
             seconds,
+            usage.ru_utime + usage.ru_stime,
         )
 
 

@@ -10,12 +10,16 @@ Four parts, each alternated within the run:
 3. cold: the file evicted before each run (``--evict drop_caches`` as root, the default then).
 4. two files in two threads vs one file in one thread: the scaling factor (2.0 = perfect).
 
+The warm and two-file passes also time the hasher as it was before the read-ahead
+(``serial_sha256``: one thread, ``readinto`` one 4 MiB buffer), the before/after reference.
+
     .venv/bin/python bench/hash_pass.py [--size 2G] [--runs 5] [--quick] [--dir /tmp]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import subprocess
 import sys
@@ -47,6 +51,8 @@ from common import (
 from dropzone.hashing import CHUNK_SIZE, hash_file, sha256_file
 
 SPEED_BLOCK = 16384
+SERIAL_CHUNK = 4 << 20
+SERIAL = "serial readinto (before)"
 
 
 def openssl_dgst(path: Path) -> tuple[float, str]:
@@ -70,6 +76,17 @@ def openssl_speed(seconds: int) -> float:
     if not match:
         raise SystemExit(f"cannot parse openssl speed output:\n{out}")
     return float(match.group(1)) * 1000
+
+
+def serial_sha256(path: Path, chunk_size: int = SERIAL_CHUNK) -> str:
+    """dropzone's ``sha256_file`` before the read-ahead: one thread, ``readinto`` one reused
+    4 MiB buffer, then ``update``. Kept as the before/after reference."""
+    digest = hashlib.sha256()
+    view = memoryview(bytearray(chunk_size))
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(view):
+            digest.update(view[:n])
+    return "sha256:" + digest.hexdigest()
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -108,9 +125,17 @@ def warm_pass(path: Path, size: int, runs: int, speed_seconds: int) -> None:
     def ceiling() -> float:
         return size / openssl_speed(speed_seconds)  # seconds the ceiling needs for this size
 
+    def serial() -> float:
+        started = time.perf_counter()
+        got = serial_sha256(path)
+        seconds = time.perf_counter() - started
+        check(SERIAL, got, want)
+        return seconds
+
     cases = {
         "sha256_file": dropzone_sha256_file,
         "hash_file": dropzone_hash_file,
+        SERIAL: serial,
         "openssl dgst -sha256": dgst,
         "openssl speed (ceiling)": ceiling,
     }
@@ -122,6 +147,8 @@ def warm_pass(path: Path, size: int, runs: int, speed_seconds: int) -> None:
         print_ratio(f"{name} / openssl dgst", speed_ratio(results, name, dgst_name), 1.1)
         print_ratio(f"{name} / ceiling", speed_ratio(results, name, ceiling_name), 0.9)
     print_ratio("openssl dgst / ceiling", speed_ratio(results, dgst_name, ceiling_name))
+    print_ratio(f"sha256_file / {SERIAL}", speed_ratio(results, "sha256_file", SERIAL))
+    print_ratio(f"{SERIAL} / openssl dgst", speed_ratio(results, SERIAL, dgst_name))
 
 
 def chunk_pass(path: Path, size: int, runs: int, chunks: list[int]) -> None:
@@ -161,12 +188,12 @@ def cold_pass(path: Path, size: int, runs: int, how: str) -> None:
 
 
 def threads_pass(first: Path, second: Path, size: int, runs: int) -> None:
-    def both() -> float:
+    def both(hasher: Callable[[Path], str]) -> float:
         errors: list[BaseException] = []
 
         def work(p: Path) -> None:
             try:
-                sha256_file(p)
+                hasher(p)
             except BaseException as exc:  # reported after join
                 errors.append(exc)
 
@@ -182,12 +209,19 @@ def threads_pass(first: Path, second: Path, size: int, runs: int) -> None:
         return seconds
 
     one, two = "1 file, 1 thread", "2 files, 2 threads"
-    cases = {one: lambda: timed(lambda: sha256_file(first)), two: both}
+    two_serial = f"2 files, 2 threads, {SERIAL}"
+    cases = {
+        one: lambda: timed(lambda: sha256_file(first)),
+        two: lambda: both(sha256_file),
+        two_serial: lambda: both(serial_sha256),
+    }
     print(f"\n== two files at once: 2 x {fmt_size(size)} in page cache")
     results = alternate(runs, cases, show=show_run(size))
     print_times("one vs two threads (GB/s column is per file)", size, results)
     # Scaling: total bytes per second with two threads over one thread's.
     print_ratio("2-thread throughput / 1-thread throughput", 2 * speed_ratio(results, two, one))
+    # Both cores busy: the read-ahead has no idle core to use, and must not cost anything.
+    print_ratio(f"2 files at once, sha256_file / {SERIAL}", speed_ratio(results, two, two_serial))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,7 @@ from common import (
     ROOT,
     ChildResult,
     MiB,
+    Summary,
     alternate,
     check_space,
     fmt_size,
@@ -65,23 +66,30 @@ ANY_DIGEST = "sha256:" + "0" * 64  # the discarding receiver never checks it
 # peak RSS is the interpreter, httpx, dropzone.ollama and the upload itself.
 # The client is built before the clock starts, as the daemon builds it once (loading the CA
 # bundle alone takes ~50 ms); the connection is opened inside, as curl's is.
+# An optional fourth argument overrides dropzone.ollama.CHUNK_BYTES (``--chunks``).
 PUSH = """
 import re, sys, time
+import dropzone.ollama
 from dropzone.ollama import OllamaClient, make_http_client
 url, digest, path = sys.argv[1:4]
+if len(sys.argv) > 4:
+    dropzone.ollama.CHUNK_BYTES = int(sys.argv[4])
 with make_http_client() as http:
     client = OllamaClient(url, http)
+    cpu = time.process_time()
     started = time.perf_counter()
     created = client.push_blob(digest, path)
     seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu
 status = open("/proc/self/status").read()
 peak = int(re.search(r"^VmHWM:\\s+(\\d+) kB", status, re.MULTILINE).group(1)) * 1024
-print(repr(seconds), 201 if created else 200, peak)
+print(repr(seconds), 201 if created else 200, peak, repr(cpu))
 """
 
 
-def push_blob(url: str, digest: str, path: Path) -> ChildResult:
-    return run_child([python(), "-c", PUSH, url, digest, str(path)], cwd=ROOT)
+def push_blob(url: str, digest: str, path: Path, chunk: int | None = None) -> ChildResult:
+    extra = [] if chunk is None else [str(chunk)]
+    return run_child([python(), "-c", PUSH, url, digest, str(path), *extra], cwd=ROOT)
 
 
 def curl(url: str, digest: str, path: Path, *, expect: bool) -> ChildResult:
@@ -106,6 +114,13 @@ def peak_of(result: ChildResult) -> int:
     return int(fields[2]) if len(fields) > 2 else result.peak_rss
 
 
+def cpu_of(result: ChildResult) -> float:
+    """CPU seconds of the upload: as the sender measured it around the upload, else the whole
+    child's (curl's start-up is a few milliseconds)."""
+    fields = result.stdout.split()
+    return float(fields[3]) if len(fields) > 3 else result.cpu_seconds
+
+
 def upload_pass(
     title: str,
     url: str,
@@ -114,31 +129,48 @@ def upload_pass(
     *,
     runs: int,
     warmup: int,
+    chunks: list[int],
     before: Callable[[], None],
 ) -> dict[str, list[float]]:
     size = path.stat().st_size
     rss: dict[str, int] = {}
+    cpu: dict[str, list[float]] = {}
 
     def case(name: str, send: Callable[[], ChildResult]) -> Callable[[], float]:
         def run() -> float:
             before()
             result = send()
             rss[name] = max(rss.get(name, 0), peak_of(result))
+            cpu.setdefault(name, []).append(cpu_of(result))
             return seconds_of(name, result)
 
         return run
+
+    def with_chunk(chunk: int) -> Callable[[], ChildResult]:
+        return lambda: push_blob(url, digest, path, chunk)
 
     cases = {
         "push_blob": case("push_blob", lambda: push_blob(url, digest, path)),
         "curl": case("curl", lambda: curl(url, digest, path, expect=False)),
         "curl+expect": case("curl+expect", lambda: curl(url, digest, path, expect=True)),
     }
+    for chunk in chunks:
+        name = chunk_case(chunk)
+        cases[name] = case(name, with_chunk(chunk))
     print(f"\n== upload to {title}: {fmt_size(size)}")
     results = alternate(runs, cases, show=show_run(size), warmup=warmup)
     print_times(f"upload to {title}", size, results)
+    # Sender CPU is steadier than wall time on a shared machine: what the sender itself costs.
+    print(f"  {'sender':28s} {'CPU s (median)':>15s} {'min-max':>13s} {'peak RSS MiB':>13s}")
     for name, peak in rss.items():
-        print(f"  peak RSS {name:12s} {peak / MiB:7.1f} MiB")
+        s = Summary.of(cpu[name][warmup:])
+        span = f"{s.low:.3f}-{s.high:.3f}"
+        print(f"  {name:28s} {s.median:15.3f} {span:>13s} {peak / MiB:13.1f}")
     return results
+
+
+def chunk_case(chunk: int) -> str:
+    return f"push_blob {fmt_size(chunk)} chunks"
 
 
 def rss_pass(url: str, work: Path, sizes: list[int], payload: Path) -> bool:
@@ -185,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=parse_size, default=parse_size("2G"))
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1, help="uncounted rounds per target")
+    parser.add_argument(
+        "--chunks", type=size_list, default=[], help="also push_blob with these CHUNK_BYTES"
+    )
     parser.add_argument("--rss-sizes", type=size_list, default=size_list("256M,2G,8G"))
     parser.add_argument("--quick", action="store_true", help="8 MiB, 2 runs, RSS at 1M,4M")
     parser.add_argument("--dir", type=Path, default=None, help="scratch folder (default: tmp)")
@@ -209,11 +244,11 @@ def main(argv: list[str] | None = None) -> int:
             discard_url = f"http://127.0.0.1:{discard_port}"
             to_emulator = upload_pass(
                 "the emulator", emu_url, digest, payload, runs=args.runs, warmup=args.warmup,
-                before=lambda: blob.unlink(missing_ok=True),
+                chunks=args.chunks, before=lambda: blob.unlink(missing_ok=True),
             )  # fmt: skip
             to_discard = upload_pass(
                 "the discarding receiver", discard_url, digest, payload, runs=args.runs,
-                warmup=args.warmup, before=lambda: None,
+                warmup=args.warmup, chunks=args.chunks, before=lambda: None,
             )  # fmt: skip
             blob.unlink(missing_ok=True)
             print()
@@ -225,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
                 print_ratio(f"push_blob / curl, {title}", ratio, bar)
                 ratio = speed_ratio(results, "push_blob", "curl+expect")
                 print_ratio(f"push_blob / curl+expect, {title}", ratio)
+                for chunk in args.chunks:
+                    ratio = speed_ratio(results, chunk_case(chunk), "curl")
+                    print_ratio(f"{chunk_case(chunk)} / curl, {title}", ratio)
             # Not a bar: how far the emulator sits below the transport ceiling (for curl).
             ceiling = statistics.median(to_discard["curl"]) / statistics.median(to_emulator["curl"])
             print_ratio("curl to emulator / curl to discarding receiver", ceiling)

@@ -5,18 +5,24 @@ unexpected status is converted here into the tree of ``errors.py``, chained with
 carrying ``host`` (the base URL) and ``status`` (``None`` when no response arrived).
 
 Local trouble during ``push_blob`` uses the hasher's errors, not the Ollama branch: the ``cancel``
-event raises ``StoppedError`` (checked between chunks, so within one 4 MiB write), and a file whose
+event raises ``StoppedError`` (checked between chunks, so within one 2 MiB write), and a file whose
 size changes, or that cannot be read, raises ``FileChangedError`` (look again later: re-hash).
 
 Upload body: a generator over the file opened unbuffered, yielding a *fresh* ``bytes`` object per
-4 MiB ``read``. No buffer is reused, so no consumer can see a chunk change under it (``b"".join``
+2 MiB ``read``. No buffer is reused, so no consumer can see a chunk change under it (``b"".join``
 over the stream, as ``MockTransport`` does, stays correct). On loopback this ran at 2.7 GB/s
 against 2.1 GB/s for ``readinto`` a reused buffer plus a ``bytes`` copy (one memcpy fewer), with
 the same flat peak RSS. An explicit ``Content-Length`` keeps httpx from switching to chunked
-encoding, which was much slower. Chunk size (bench/upload.py, 2 GiB to a discarding receiver,
-sender CPU per upload): 1 MiB 0.72 s, 2 MiB 0.70 s, 4 MiB 0.64 s, 8 MiB 0.72 s; curl 0.64 s.
-Each chunk costs ~50 us of Python in httpx/httpcore/h11, so 4 MiB spends a quarter of that;
-8 MiB chunks no longer stay in cache between the read and the send.
+encoding, which was much slower.
+
+Chunk size is a trade-off (bench/upload.py; bench/RESULTS.md, "Upload"). Each chunk costs ~50 us
+of Python in httpx/httpcore/h11, so against a receiver that keeps up (the transport ceiling)
+bigger is better: sender CPU per 2 GiB was 0.72 s at 1 MiB, 0.70 s at 2 MiB, 0.64 s at 4 MiB.
+Against a receiver on the same machine that hashes and writes (a local Ollama; the emulator),
+the sender's cache footprint (two chunks alive) slows the receiver's memory copies: with 4 MiB
+chunks they took ~11 % more CPU than with curl's 64 KiB buffer (perf). 2 MiB met both bars
+(0.96x curl to the emulator, 1.03x to a discarding receiver; 1 MiB: 0.98x and 0.93x; 4 MiB:
+0.91x and 1.01x).
 """
 
 from __future__ import annotations
@@ -49,8 +55,8 @@ from dropzone.errors import (
     UnreachableError,
 )
 
-CHUNK_BYTES = 4 << 20
-PROGRESS_EVERY_BYTES = 16 << 20
+CHUNK_BYTES = 2 << 20
+PROGRESS_EVERY_BYTES = 8 << 20
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
@@ -60,7 +66,7 @@ class Timeouts:
 
     connect: float = 5.0
     quick: float = 30.0  # read/write of version, HEAD, show, tags, delete
-    # Bounds one stalled 4 MiB socket write, never the whole upload: a 40 GB file is fine.
+    # Bounds one stalled 2 MiB socket write, never the whole upload: a 40 GB file is fine.
     upload_write: float | None = 300.0
     # After the last byte: the server renames and compares; a buffering reverse proxy may first
     # have to forward the whole body.
