@@ -76,6 +76,10 @@ SIGNAL_CHECK_SECONDS = 0.25
 # every step was committed before it started; the next start resumes it.
 STOP_GRACE_SECONDS = 2.0
 HEADER_CACHE_ENTRIES = 200_000
+# Weights this large are uploaded as soon as their writer closed them (see ``_upload_early``);
+# a smaller artifact uploads in less time than the settle wait it could hide.
+EARLY_UPLOAD_MIN_BYTES = 64 << 20
+WEIGHT_SUFFIXES = (".gguf", ".safetensors")
 
 
 class Daemon:
@@ -121,6 +125,7 @@ class Daemon:
         self.summary: PassSummary = self.report.summary
         self._lock = threading.Lock()
         self._in_flight: dict[str, Future[None]] = {}
+        self._early: dict[str, tuple[object, ...]] = {}  # rel → weights' stats uploaded early
         self._wakeups: list[tuple[float, str]] = []  # (monotonic time, unit) to look again
         self._units: dict[str, ScanResult] = {}  # unit → what its last scan found
         self._stats: dict[str, dict[str, Entry]] = {}  # unit → its listing by rel path
@@ -324,7 +329,10 @@ class Daemon:
         live = {rel for stats in self._stats.values() for rel in stats}
         self.quiet.forget_except(live)
         if full or vanished:
-            self._handle_removed({sa.rel_path for r in self._units.values() for sa in r.artifacts})
+            present = {sa.rel_path for r in self._units.values() for sa in r.artifacts}
+            with self._lock:
+                self._early = {rel: sig for rel, sig in self._early.items() if rel in present}
+            self._handle_removed(present)
         self.followers.drop_except(lambda p: p.exists())
         self._last_cost = time.monotonic() - started
         if full:
@@ -368,6 +376,7 @@ class Daemon:
             self.report.pending(sa, "settling", wait=wait)
             self._follow(sa)
             self._wake_at(time.monotonic() + wait, unit)
+            self._upload_early(sa, stats)
             return
         if self.settings.require_sidecar and sa.artifact.sidecar is None:
             self.report.pending(sa, "no sidecar (require_sidecar is true)")
@@ -433,6 +442,37 @@ class Daemon:
         with self._lock:
             self._in_flight[rel] = self.jobs.submit(self._job, sa, recipe, expected)
 
+    def _upload_early(self, sa: ScannedArtifact, stats: Mapping[str, Entry]) -> None:
+        """Upload the weights of a complete artifact whose writer has closed them while the
+        quiet period still runs, so the upload overlaps the settle wait instead of following it.
+
+        Only the upload starts early, never the create: that still waits for readiness (the
+        structural check passed already; the quiet period must pass too). The bytes sent are the
+        followed, verified digest of a file that is structurally complete and closed; a blob is
+        content-addressed, so one sent for a file that then changes is never referenced (the
+        server prunes it at its next start). The import that follows is the one of record.
+        """
+        if self.once or sa.artifact.is_adapter or not self.hosts:
+            return
+        if self.settings.require_sidecar and sa.artifact.sidecar is None:
+            return
+        weights = [f for f in sa.artifact.files if f.path.suffix in WEIGHT_SUFFIXES]
+        rels = [self._rel(f.path) for f in weights]
+        if not weights or any(r not in stats for r in rels):
+            return
+        if sum(stats[r].size for r in rels) < EARLY_UPLOAD_MIN_BYTES:
+            return
+        if not all(self.quiet.closed_since_change(r) for r in rels):
+            return
+        signature = tuple((r, stats[r].size, stats[r].mtime_ns) for r in rels)
+        rel = sa.rel_path
+        with self._lock:
+            if rel in self._in_flight or self._early.get(rel) == signature:
+                return
+            self._early[rel] = signature  # once per version of the files, whatever the outcome
+            expected = {f.path: f.expected_size for f in weights}
+            self._in_flight[rel] = self.jobs.submit(self._early_job, sa, expected)
+
     def _claim(self, rel: str, recipe: Recipe) -> Recipe | list[Problem]:
         """Two artifacts in different units may claim one model name too: neither is made."""
         others = self._claims.claim(rel, recipe.model)
@@ -488,6 +528,8 @@ class Daemon:
     ) -> None:
         rel = sa.rel_path
         self._settled_at.pop(rel, None)
+        with self._lock:
+            self._early.pop(rel, None)
         try:
             paths = recipe.blob_paths()
             results = self.digester.digest_all(paths, expected)
@@ -510,6 +552,27 @@ class Daemon:
             with self._lock:
                 self._in_flight.pop(rel, None)
             if not self.stop_event.is_set() and not self.once:
+                self.queue.put(Change(ChangeKind.CHANGED, sa.artifact.path))
+
+    def _early_job(self, sa: ScannedArtifact, expected: Mapping[Path, int | None]) -> None:
+        rel = sa.rel_path
+        try:
+            results = self.digester.digest_all(list(expected), expected)
+            blobs = {r.digest: p for p, r in results.items()}
+            futures = [
+                self.host_jobs.submit(self.importer.upload_early, blobs, host, sa.artifact.path)
+                for host in self.hosts
+            ]
+            for f in futures:
+                f.result()
+        except (StoppedError, CancelledError, FileChangedError):
+            pass  # the import of record meets it again
+        except Exception as exc:  # an early upload is an optimisation: never fatal
+            log.exception("artifact.error", path=str(sa.artifact.path), error=str(exc))
+        finally:
+            with self._lock:
+                self._in_flight.pop(rel, None)
+            if not self.stop_event.is_set():
                 self.queue.put(Change(ChangeKind.CHANGED, sa.artifact.path))
 
     def _record(
@@ -602,7 +665,7 @@ class Daemon:
 
     def _follow(self, sa: ScannedArtifact) -> None:
         for f in sa.artifact.files:
-            if f.path.suffix in (".gguf", ".safetensors") and not self._cached(f.path):
+            if f.path.suffix in WEIGHT_SUFFIXES and not self._cached(f.path):
                 self.followers.follow(f.path)
 
     def _cached(self, path: Path) -> bool:

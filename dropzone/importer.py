@@ -20,10 +20,12 @@ import structlog
 
 from dropzone.errors import (
     DigestMismatchError,
+    DropzoneError,
     FileChangedError,
     OllamaError,
     StoppedError,
 )
+from dropzone.keylocks import KeyLocks
 from dropzone.model import Recipe
 from dropzone.ollama import OllamaClient
 from dropzone.plan import Recorded, Step, backoff_seconds, next_step, unsupported_feature
@@ -75,6 +77,7 @@ class Importer:
         self._clock = clock
         self._progress = progress or Progress()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._blob_locks = KeyLocks()  # one upload per (host, digest) at a time
 
     def import_to_host(
         self, key: str, recipe: Recipe, digests: Mapping[Path, str], host: Host
@@ -161,19 +164,44 @@ class Importer:
         log.info("model.created", **ctx, seconds=seconds)
         return Outcome(Result.DONE)
 
+    def upload_early(self, blobs: Mapping[str, Path], host: Host, artifact: Path) -> bool:
+        """Upload the blobs of an artifact that is complete but still settling; True if all
+        are on ``host`` now.
+
+        Nothing is recorded and nothing is retried: the import that follows once the artifact
+        is ready finds the blobs with its ``HEAD`` (waiting for an upload still running here),
+        and any failure met here it meets again and handles. A blob sent for bytes that then
+        change is never referenced by a model; the server prunes it when it restarts.
+        """
+        ctx = {"path": str(artifact), "host": host.url, "early": True}
+        try:
+            self._ensure_blobs(blobs, host, ctx)
+        except StoppedError:
+            return False
+        except (DropzoneError, OSError) as exc:
+            log.info("blob.upload.abandoned", **ctx, error=str(exc))
+            return False
+        return True
+
     def _ensure_blobs(
-        self, blobs: Mapping[str, Path], host: Host, ctx: dict[str, str], *, again: bool = False
+        self,
+        blobs: Mapping[str, Path],
+        host: Host,
+        ctx: Mapping[str, object],
+        *,
+        again: bool = False,
     ) -> None:
         for digest, path in blobs.items():
             self._check_stop()
-            if host.client.blob_exists(digest):
-                if not again:
-                    log.info("blob.exists", **ctx, digest=digest, file=str(path))
-                continue
-            with self._slots:
-                self._upload(digest, path, host, ctx)
+            with self._blob_locks.hold((host.url, digest), self._stop):
+                if host.client.blob_exists(digest):
+                    if not again:
+                        log.info("blob.exists", **ctx, digest=digest, file=str(path))
+                    continue
+                with self._slots:
+                    self._upload(digest, path, host, ctx)
 
-    def _upload(self, digest: str, path: Path, host: Host, ctx: dict[str, str]) -> None:
+    def _upload(self, digest: str, path: Path, host: Host, ctx: Mapping[str, object]) -> None:
         size = path.stat().st_size
         started = time.monotonic()
         progress, finished = self._progress.track(

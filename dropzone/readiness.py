@@ -100,7 +100,7 @@ def assess(
     *,
     now: float,
     settle_seconds: float,
-    close_grace_seconds: float = CLOSE_GRACE_SECONDS,
+    close_grace_seconds: float | None = None,  # CLOSE_GRACE_SECONDS, read at each call
 ) -> Verdict:
     """The verdict for one file."""
     if isinstance(structure, Invalid):
@@ -110,7 +110,8 @@ def assess(
         return Pending(PendingReason.INCOMPLETE, structure.have, structure.expected, None)
     needed = settle_seconds
     if seen.closed_after_write:
-        needed = min(settle_seconds, close_grace_seconds)
+        grace = CLOSE_GRACE_SECONDS if close_grace_seconds is None else close_grace_seconds
+        needed = min(settle_seconds, grace)
     quiet = max(0.0, now - seen.last_change)
     if quiet >= needed:
         return Ready(seen.size)
@@ -174,6 +175,11 @@ class QuietTracker:
         if isinstance(verdict, Pending) and verdict.wait_seconds is not None:
             return verdict.wait_seconds
         return 1.0  # cannot happen for Complete(): look again soon
+
+    def closed_since_change(self, rel: str) -> bool:
+        """The writer of ``rel`` closed it after its last change seen by ``wait_seconds``."""
+        seen = self._seen.get(rel)
+        return seen is not None and seen.closed_after_write
 
     def forget_except(self, live: set[str]) -> None:
         for rel in set(self._seen) - live:

@@ -14,6 +14,8 @@ import pytest
 import structlog
 from structlog.testing import LogCapture
 
+from dropzone import daemon as daemon_module
+from dropzone import readiness
 from dropzone.daemon import Daemon
 from dropzone.hashing import FileKey
 from dropzone.policies import _free_name
@@ -242,3 +244,75 @@ def test_an_idle_daemon_waits_instead_of_spinning(
         assert all(t is not None and t > 0 for t in timeouts[:3]), timeouts[:10]
     finally:
         assert running.stop() == 0
+
+
+def _copy_in(source: Path, target: Path) -> str:
+    """Write ``source`` to ``target`` as a copy tool does (open, write, close); its digest."""
+    data = source.read_bytes()
+    with target.open("wb") as out:
+        out.write(data)
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def early_uploads(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """Early uploads for any size, and a quiet period after close that only the test ends."""
+    monkeypatch.setattr(daemon_module, "EARLY_UPLOAD_MIN_BYTES", 0)
+    monkeypatch.setattr(readiness, "CLOSE_GRACE_SECONDS", 3600.0)
+    return monkeypatch
+
+
+def test_a_closed_complete_file_is_uploaded_while_it_settles_and_created_once_quiet(
+    start: Any, drop: Path, tmp_path: Path, emulator: Emulator, early_uploads: pytest.MonkeyPatch
+) -> None:
+    daemon = start(settle_seconds=3600)
+    digest = _copy_in(build_gguf(tmp_path / "Early.gguf", seed=5), drop / "Early.gguf")
+    daemon.wait_for("blob.uploaded", digest=digest, early=True)
+    assert emulator.has_blob(digest)
+    # Only the upload went ahead: no create, and the artifact is still settling.
+    assert emulator.counters.creates("early:latest") == 0
+    assert not daemon.find("artifact.ready")
+    assert daemon.find("artifact.pending", path=str(drop / "Early.gguf"), reason="settling")
+
+    early_uploads.setattr(readiness, "CLOSE_GRACE_SECONDS", 0.0)  # the quiet period is over
+    daemon.daemon.request_rescan()
+    daemon.wait_for("model.created", model="early:latest")
+    # The import of record found the blob there: its bytes crossed the wire once.
+    assert daemon.find("blob.exists", digest=digest, model="early:latest")
+    assert emulator.counters.blob_bodies_read(digest) == 1
+    assert emulator.models() == ["early:latest"]
+
+
+def test_a_file_rewritten_after_its_early_upload_is_created_from_its_new_bytes(
+    start: Any, drop: Path, tmp_path: Path, emulator: Emulator, early_uploads: pytest.MonkeyPatch
+) -> None:
+    daemon = start(settle_seconds=3600)
+    target = drop / "Redone.gguf"
+    first = _copy_in(build_gguf(tmp_path / "v1.gguf", seed=6), target)
+    daemon.wait_for("blob.uploaded", digest=first, early=True)
+
+    second = _copy_in(build_gguf(tmp_path / "v2.gguf", seed=7), target)
+    daemon.wait_for("blob.uploaded", digest=second, early=True)
+    early_uploads.setattr(readiness, "CLOSE_GRACE_SECONDS", 0.0)
+    daemon.daemon.request_rescan()
+    daemon.wait_for("model.created", model="redone:latest")
+    # The import of record used the new digest; the early blob of the old bytes is unused.
+    assert daemon.find("blob.exists", digest=second, model="redone:latest")
+    assert not [
+        e for e in daemon.find("blob.exists", model="redone:latest") if e["digest"] == first
+    ]
+    assert emulator.counters.creates("redone:latest") == 1
+
+
+def test_one_file_dropped_twice_is_uploaded_once(
+    start: Any, drop: Path, tmp_path: Path, emulator: Emulator
+) -> None:
+    # Two artifacts of the same bytes (two sidecars, two models): both imports want the blob at
+    # once, and the second must find it there instead of sending it again beside the first.
+    source = build_gguf(tmp_path / "Same.gguf", tensor_elems=256 * 1024)
+    for name in ("Twin-a", "Twin-b"):
+        digest = _copy_in(source, drop / f"{name}.gguf")
+    daemon = start(max_parallel_hashes=2)
+    daemon.wait_for("model.created", model="twin-a:latest")
+    daemon.wait_for("model.created", model="twin-b:latest")
+    assert emulator.counters.blob_bodies_read(digest) == 1
