@@ -4,9 +4,9 @@ Every byte is read once, in large chunks, into reused buffers; ``hashlib`` relea
 for updates over 2 KiB, so hashing on a worker thread does not stall the daemon. A long read
 (``READ_AHEAD_MIN_CHUNKS`` chunks or more) is read ahead on a helper thread: the kernel's copy
 out of the page cache took ~15 % of a hash pass (perf), serial with SHA-256. Overlapped, one
-2 GiB file hashed 1.17x faster with the second core idle, and two files at once (both cores
-busy) as fast as before (bench/RESULTS.md, "Hash pass"); from a cold cache the disk reads
-overlap with hashing too.
+2 GiB file hashed 1.16x faster with the second core idle (0.98x the ``openssl speed`` ceiling),
+and two files at once (both cores busy, nothing to overlap with) 4 % slower than serial reads
+(bench/RESULTS.md, "Hash pass"); from a cold cache the disk reads overlap with hashing too.
 
 ``FollowingHasher`` hashes a file while it is still being written. Its digest is trusted only
 when the file behaved like an append-only copy: same (device, inode) throughout, size never
