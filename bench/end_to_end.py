@@ -512,12 +512,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="emulate a pre-0.30 server (no GGUF validation copy at create)",
     )
-    parser.add_argument("--quick", action="store_true", help="64 MiB at 200 MB/s, 1 run each")
+    parser.add_argument(
+        "--quick", action="store_true", help="96 MiB (uploaded early) at 200 MB/s, 1 run each"
+    )
     parser.add_argument("--dir", type=Path, default=None, help="scratch folder (default: tmp)")
     add_source_argument(parser)
     args = parser.parse_args(argv)
     if args.quick:
-        args.size, args.runs = 64 * MiB, 1
+        args.size, args.runs = 96 * MiB, 1
     print_header(argv)
     use_source(args)
     quiet_logs()
