@@ -164,9 +164,8 @@ class Importer:
         log.info("model.created", **ctx, seconds=seconds)
         return Outcome(Result.DONE)
 
-    def upload_early(self, blobs: Mapping[str, Path], host: Host, artifact: Path) -> bool:
-        """Upload the blobs of an artifact that is complete but still settling; True if all
-        are on ``host`` now.
+    def upload_early(self, blobs: Mapping[str, Path], host: Host, artifact: Path) -> None:
+        """Upload the blobs of an artifact that is complete but still settling.
 
         Nothing is recorded and nothing is retried: the import that follows once the artifact
         is ready finds the blobs with its ``HEAD`` (waiting for an upload still running here),
@@ -177,11 +176,9 @@ class Importer:
         try:
             self._ensure_blobs(blobs, host, ctx)
         except StoppedError:
-            return False
+            pass
         except (DropzoneError, OSError) as exc:
             log.info("blob.upload.abandoned", **ctx, error=str(exc))
-            return False
-        return True
 
     def _ensure_blobs(
         self,

@@ -20,9 +20,9 @@ of Python in httpx/httpcore/h11, so against a receiver that keeps up (the transp
 bigger is better: sender CPU per 2 GiB was 0.72 s at 1 MiB, 0.70 s at 2 MiB, 0.64 s at 4 MiB.
 Against a receiver on the same machine that hashes and writes (a local Ollama; the emulator),
 the sender's cache footprint (two chunks alive) slows the receiver's memory copies: with 4 MiB
-chunks they took ~11 % more CPU than with curl's 64 KiB buffer (perf). 2 MiB met both bars
-(0.96x curl to the emulator, 1.03x to a discarding receiver; 1 MiB: 0.98x and 0.93x; 4 MiB:
-0.91x and 1.01x).
+chunks they took ~11 % more CPU than with curl's 64 KiB buffer (perf). 2 MiB sits between the
+two optima: 0.95x curl to the emulator and 1.03x to a discarding receiver over 15 runs; no size
+stayed ahead of the ±5 % the medians move between runs on both targets.
 """
 
 from __future__ import annotations

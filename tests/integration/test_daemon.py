@@ -316,3 +316,20 @@ def test_one_file_dropped_twice_is_uploaded_once(
     daemon.wait_for("model.created", model="twin-a:latest")
     daemon.wait_for("model.created", model="twin-b:latest")
     assert emulator.counters.blob_bodies_read(digest) == 1
+
+
+def test_a_failed_early_upload_is_left_to_the_import_of_record(
+    start: Any, drop: Path, tmp_path: Path, emulator: Emulator, early_uploads: pytest.MonkeyPatch
+) -> None:
+    daemon = start(settle_seconds=3600)
+    emulator.faults.fail_next(1, status=500, path_prefix="/api/blobs/")
+    digest = _copy_in(build_gguf(tmp_path / "Flaky.gguf", seed=8), drop / "Flaky.gguf")
+    abandoned = daemon.wait_for("blob.upload.abandoned", path=str(drop / "Flaky.gguf"))
+    assert abandoned["early"] is True and "500" in abandoned["error"]
+    assert not emulator.has_blob(digest)
+
+    early_uploads.setattr(readiness, "CLOSE_GRACE_SECONDS", 0.0)
+    daemon.daemon.request_rescan()
+    daemon.wait_for("model.created", model="flaky:latest")
+    assert daemon.find("blob.uploaded", digest=digest, model="flaky:latest")
+    assert not daemon.find("retry.scheduled")
