@@ -259,23 +259,20 @@ class DaemonRun:
 
 # The emulator in its own process, driven over stdin: "reset" clears its counters, "requests"
 # prints one JSON line with the requests seen since (method and path class -> count).
-# Unless run "as is", two costs of the emulator that Ollama does not have are taken away, so
-# that the figures are dropzone's: (1) its sockets get TCP_NODELAY, as Go's net/http sets it
-# (http.server writes a response's headers and body separately, and without it the body waits
-# for the client's delayed ACK: ~40 ms on every create and show); (2) ``existing_name`` looks
-# names up in an index kept up to date by ``write_manifest``/``delete_model`` instead of
-# globbing every manifest on each create and show (O(models) per request: at 2,000 models it
-# was 80 % of the emulator's CPU). Same answers; the benchmarks use neither copy nor rename.
+# Unless run "as is", a cost of the emulator that Ollama does not have is taken away, so that
+# the figures are dropzone's: ``existing_name`` looks names up in an index kept up to date by
+# ``write_manifest``/``delete_model`` instead of globbing every manifest on each create and show
+# (O(models) per request: at 2,000 models it was 80 % of the emulator's CPU). Same answers; the
+# benchmarks use neither copy nor rename. (The tests keep the glob: they may edit the store's
+# folders directly.) TCP_NODELAY, once also set here, is the emulator's own default now.
 EMULATOR = """
 import json, re, sys
 from collections import Counter
 from pathlib import Path
-from dropzone.testing.emulator_http import Handler
 from dropzone.testing.ollama import Emulator
 from dropzone.testing.store import Store
 store, port, validate = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 if sys.argv[4] == "1":
-    Handler.disable_nagle_algorithm = True
     scan_names, write_manifest, delete_model = Store.names, Store.write_manifest, Store.delete_model
     def index(self):
         if "_bench_index" not in self.__dict__:
@@ -487,7 +484,7 @@ def add_source_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--emulator-as-is",
         action="store_true",
-        help="no TCP_NODELAY and no name index in the emulator (default: both, as Ollama)",
+        help="no name index in the emulator (default: an index, as Ollama has)",
     )
 
 
@@ -497,7 +494,7 @@ def use_source(args: argparse.Namespace) -> None:
         raise SystemExit(f"--src {src}: no dropzone/__main__.py there")
     DAEMON_SOURCE["dir"] = src.resolve()
     EmulatorProcess.lighter = not args.emulator_as_is
-    emulator = "as is" if args.emulator_as_is else "with TCP_NODELAY and a name index"
+    emulator = "as is" if args.emulator_as_is else "with a name index"
     print(f"daemon source: {DAEMON_SOURCE['dir']}; emulator {emulator}")
 
 
