@@ -9,7 +9,7 @@ from pathlib import Path
 
 import structlog
 
-from dropzone.errors import DropzoneError
+from dropzone.errors import OllamaError
 from dropzone.importer import Host
 from dropzone.model import ArtifactKind, Recipe
 from dropzone.scanner import ScannedArtifact
@@ -75,23 +75,37 @@ def apply_on_success(
 def apply_on_removed(
     policy: str, row: ArtifactRow, hosts: Sequence[Host], state: StateStore
 ) -> None:
-    """The artifact ``row`` is no longer in the drop folder."""
+    """The artifact ``row`` is no longer in the drop folder.
+
+    Under ``delete``, a host that cannot delete the model now (down, 5xx) keeps its row, and so
+    does the artifact: the next full rescan finds it removed again and retries that host only
+    (hosts that succeeded have forgotten their rows). A model already gone (404) counts as
+    deleted. The artifact is forgotten once no host is left to delete from.
+    """
+    left = 0
     if policy == "delete":
         for host in hosts:
             host_row = state.host_state(row.path, host.url)
             if host_row is None or host_row.state is not HostState.DONE or not host_row.model:
                 continue
+            ctx = {"path": row.path, "host": host.url, "model": host_row.model}
             try:
                 host.client.delete(host_row.model)
-            except DropzoneError as exc:
-                log.warning(
-                    "model.delete_failed",
-                    path=row.path,
-                    host=host.url,
-                    model=host_row.model,
-                    error=str(exc),
-                )
-                continue
-            log.info("model.deleted", path=row.path, host=host.url, model=host_row.model)
+            except OllamaError as exc:
+                if exc.status != 404:
+                    left += 1
+                    log.warning(
+                        "model.delete_failed",
+                        **ctx,
+                        error=str(exc),
+                        fix="retried at the next full rescan (rescan_interval, or SIGHUP)",
+                    )
+                    continue
+                log.info("model.deleted", **ctx, found=False)
+            else:
+                log.info("model.deleted", **ctx, found=True)
+            state.forget_host(row.path, host.url)
+    if left:
+        return
     log.info("artifact.removed", path=row.path, model=row.model, policy=policy)
     state.forget_artifact(row.path)

@@ -309,6 +309,13 @@ class StateStore:
 
     # -- per (artifact, host) -------------------------------------------------------------
 
+    def forget_host(self, path: str | Path, host: str) -> None:
+        """Remove one (artifact, host) row."""
+        with self._tx():
+            self._conn.execute(
+                "DELETE FROM artifact_hosts WHERE path=? AND host=?", (str(path), host)
+            )
+
     def set_host_state(
         self,
         path: str | Path,

@@ -18,6 +18,7 @@ from dropzone import daemon as daemon_module
 from dropzone import readiness
 from dropzone.daemon import Daemon
 from dropzone.hashing import FileKey
+from dropzone.ollama import OllamaClient, make_http_client
 from dropzone.policies import _free_name
 from dropzone.settings import load_settings
 from dropzone.state import StateStore
@@ -161,6 +162,44 @@ def test_on_removed_delete_deletes_the_model_when_its_file_goes(
     gguf.unlink()
     daemon.wait_for("model.deleted", model="gone:latest", host=emulator.url)
     assert emulator.models() == []
+
+
+def test_on_removed_delete_retries_a_failed_delete_at_the_next_full_rescan(
+    start: Any, drop: Path, emulator: Emulator
+) -> None:
+    gguf = build_gguf(drop / "Later.gguf")
+    daemon = start(on_removed="delete")
+    daemon.wait_for("model.created", model="later:latest")
+    emulator.faults.fail_next(1, status=500, path_prefix="/api/delete")
+    gguf.unlink()
+    failed = daemon.wait_for("model.delete_failed", model="later:latest")
+    assert "rescan" in failed["fix"]
+    assert emulator.models() == ["later:latest"]
+    assert not daemon.find("artifact.removed")
+
+    daemon.daemon.request_rescan()
+    daemon.wait_for("model.deleted", model="later:latest", found=True)
+    daemon.wait_for("artifact.removed", policy="delete")
+    assert emulator.models() == []
+    # Done: a further rescan has nothing left to delete.
+    daemon.daemon.request_rescan()
+    wait_until(lambda: len(daemon.find("scan.done")) >= 3, what="a third scan")
+    assert len(daemon.find("model.deleted")) == 1
+    assert len(daemon.find("artifact.removed")) == 1
+
+
+def test_on_removed_delete_counts_a_model_already_gone_as_deleted(
+    start: Any, drop: Path, emulator: Emulator
+) -> None:
+    gguf = build_gguf(drop / "Twice.gguf")
+    daemon = start(on_removed="delete")
+    daemon.wait_for("model.created", model="twice:latest")
+    with make_http_client() as http:
+        OllamaClient(emulator.url, http).delete("twice:latest")  # the operator was first
+    gguf.unlink()
+    daemon.wait_for("model.deleted", model="twice:latest", found=False)
+    daemon.wait_for("artifact.removed", policy="delete")
+    assert not daemon.find("model.delete_failed")
 
 
 def test_on_removed_keep_keeps_the_model_when_its_file_goes(
