@@ -105,6 +105,14 @@ def start(tmp_path: Path, drop: Path, emulator: Emulator, capture: LogCapture) -
     assert not crashed
 
 
+def imported(start: Any, gguf: Path, **overrides: object) -> tuple[Path, Running]:
+    """A daemon started with ``overrides`` that has made the model of a new GGUF ``gguf``."""
+    build_gguf(gguf)
+    daemon = start(**overrides)
+    daemon.wait_for("model.created", model=f"{gguf.stem.lower()}:latest")
+    return gguf, daemon
+
+
 def test_a_complete_file_is_imported_while_another_still_arriving_holds_the_hash_slot(
     start: Any, drop: Path, tmp_path: Path, emulator: Emulator
 ) -> None:
@@ -156,9 +164,7 @@ def test_on_success_delete_frees_the_disk(start: Any, drop: Path, emulator: Emul
 def test_on_removed_delete_deletes_the_model_when_its_file_goes(
     start: Any, drop: Path, emulator: Emulator
 ) -> None:
-    gguf = build_gguf(drop / "Gone.gguf")
-    daemon = start(on_removed="delete")
-    daemon.wait_for("model.created", model="gone:latest")
+    gguf, daemon = imported(start, drop / "Gone.gguf", on_removed="delete")
     gguf.unlink()
     daemon.wait_for("model.deleted", model="gone:latest", host=emulator.url)
     assert emulator.models() == []
@@ -167,9 +173,7 @@ def test_on_removed_delete_deletes_the_model_when_its_file_goes(
 def test_on_removed_delete_retries_a_failed_delete_at_the_next_full_rescan(
     start: Any, drop: Path, emulator: Emulator
 ) -> None:
-    gguf = build_gguf(drop / "Later.gguf")
-    daemon = start(on_removed="delete")
-    daemon.wait_for("model.created", model="later:latest")
+    gguf, daemon = imported(start, drop / "Later.gguf", on_removed="delete")
     emulator.faults.fail_next(1, status=500, path_prefix="/api/delete")
     gguf.unlink()
     failed = daemon.wait_for("model.delete_failed", model="later:latest")
@@ -191,9 +195,7 @@ def test_on_removed_delete_retries_a_failed_delete_at_the_next_full_rescan(
 def test_on_removed_delete_counts_a_model_already_gone_as_deleted(
     start: Any, drop: Path, emulator: Emulator
 ) -> None:
-    gguf = build_gguf(drop / "Twice.gguf")
-    daemon = start(on_removed="delete")
-    daemon.wait_for("model.created", model="twice:latest")
+    gguf, daemon = imported(start, drop / "Twice.gguf", on_removed="delete")
     with make_http_client() as http:
         OllamaClient(emulator.url, http).delete("twice:latest")  # the operator was first
     gguf.unlink()
@@ -205,9 +207,7 @@ def test_on_removed_delete_counts_a_model_already_gone_as_deleted(
 def test_on_removed_keep_keeps_the_model_when_its_file_goes(
     start: Any, drop: Path, emulator: Emulator
 ) -> None:
-    gguf = build_gguf(drop / "Kept.gguf")
-    daemon = start()
-    daemon.wait_for("model.created", model="kept:latest")
+    gguf, daemon = imported(start, drop / "Kept.gguf")
     gguf.unlink()
     daemon.wait_for("artifact.removed", policy="keep")
     assert emulator.models() == ["kept:latest"]
