@@ -447,10 +447,11 @@ class Daemon:
         quiet period still runs, so the upload overlaps the settle wait instead of following it.
 
         Only the upload starts early, never the create: that still waits for readiness (the
-        structural check passed already; the quiet period must pass too). The bytes sent are the
-        followed, verified digest of a file that is structurally complete and closed; a blob is
-        content-addressed, so one sent for a file that then changes is never referenced (the
-        server prunes it at its next start). The import that follows is the one of record.
+        structural check passed already; the quiet period must pass too). The file is
+        structurally complete and closed, and its digest is the follower's, verified (identity,
+        growth, leading region). A blob is content-addressed, so one sent for a file that then
+        changes is never referenced (the server prunes it at its next start). The import that
+        follows is the one of record.
         """
         if self.once or sa.artifact.is_adapter or not self.hosts:
             return
