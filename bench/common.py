@@ -24,8 +24,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import structlog
+
+from dropzone.gguf import read_header_file
+
+if TYPE_CHECKING:
+    import gguf
 
 ROOT = Path(__file__).resolve().parent.parent
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
@@ -224,6 +231,19 @@ def write_random(path: Path, size: int, *, block: int = _BLOCK) -> None:
             index += 1
 
 
+def finish_f16_header(writer: gguf.GGUFWriter, path: Path, names: Sequence[str], per: int) -> int:
+    """Add ``names`` to ``writer`` (opened on ``path``) as F16 tensors of ``per`` bytes each (a
+    multiple of 64: whole aligned blocks), write the header and close; the expected file length,
+    as dropzone reads it. The caller writes or allocates the tensor data."""
+    for name in names:
+        writer.add_tensor_info(name, (per // 2,), np.dtype(np.float16), per)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    writer.close()
+    return read_header_file(path).expected_length
+
+
 def write_sparse(path: Path, size: int) -> None:
     with open(path, "wb") as f:
         f.truncate(size)
@@ -315,6 +335,13 @@ def run_child(command: Sequence[str], *, cwd: Path | None = None) -> ChildResult
             seconds,
             usage.ru_utime + usage.ru_stime,
         )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process (all its threads), from ``/proc/PID/stat``."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def own_peak() -> int:

@@ -13,46 +13,14 @@ time they do not depend on what else the machine is doing.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, MiB, cpu_seconds, free_port, machine, server, workdir, write_random
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_listening(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-def make_payload(path: Path, size_mib: int) -> str:
-    sha = hashlib.sha256()
-    with path.open("wb") as f:
-        for _ in range(size_mib):
-            block = os.urandom(1 << 20)
-            sha.update(block)
-            f.write(block)
-    return sha.hexdigest()
+from dropzone.hashing import sha256_file
 
 
 def upload(payload: Path, url: str, expect: bool) -> float:
@@ -67,21 +35,6 @@ def upload(payload: Path, url: str, expect: bool) -> float:
     return float(seconds)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (load-independent cost of the server)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    return f"nproc={os.cpu_count()}, {model}, Python {sys.version.split()[0]}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
@@ -90,20 +43,12 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, default=None, help="scratch directory (default: tmp)")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="bench-emulator-", dir=args.dir))
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
+    with workdir(args.dir, "bench-emulator-") as work:
         payload = work / "payload.bin"
-        hex_digest = make_payload(payload, args.size_mib)
+        write_random(payload, args.size_mib * MiB)
+        hex_digest = sha256_file(payload).removeprefix("sha256:")
         ref_port, emu_port = free_port(), free_port()
         ref_dir, store = work / "ref", work / "store"
-        python = sys.executable
-        reference = [str(ROOT / "bench/reference_receiver.py"), "--port", str(ref_port)]
-        procs.append(subprocess.Popen([python, *reference, "--dir", str(ref_dir)]))
-        emulator = ["-m", "dropzone.testing.ollama", "--port", str(emu_port), "--store", str(store)]
-        procs.append(subprocess.Popen([python, *emulator], cwd=ROOT, stderr=subprocess.DEVNULL))
-        wait_listening(ref_port)
-        wait_listening(emu_port)
         blob_name = "sha256-" + hex_digest
         targets = {
             "reference": (f"http://127.0.0.1:{ref_port}/upload", ref_dir / blob_name),
@@ -112,49 +57,61 @@ def main() -> int:
                 store / "blobs" / blob_name,
             ),
         }
-        pids = {"reference": procs[0].pid, "emulator": procs[1].pid}
-        times: dict[str, list[float]] = {name: [] for name in targets}
-        cpu: dict[str, list[float]] = {name: [] for name in targets}
-        for run in range(args.runs):
-            order = list(targets) if run % 2 == 0 else list(reversed(targets))
-            for name in order:
-                url, blob = targets[name]
-                blob.unlink(missing_ok=True)
-                cpu_before = cpu_seconds(pids[name])
-                seconds = upload(payload, url, args.expect)
-                cpu[name].append(cpu_seconds(pids[name]) - cpu_before)
-                times[name].append(seconds)
-                rate = args.size_mib / seconds
-                print(
-                    f"run {run + 1} {name:9s} {seconds:7.3f} s  {rate:7.1f} MiB/s"
-                    f"  server CPU {cpu[name][-1]:.2f} s",
-                    flush=True,
-                )
-                blob.unlink(missing_ok=True)
-        print()
-        print(f"machine: {machine()}")
-        print(f"payload: {args.size_mib} MiB, {args.runs} runs each, alternated, "
-              f"Expect: 100-continue {'on' if args.expect else 'off'}")  # fmt: skip
-        medians = {}
-        for name, values in times.items():
-            medians[name] = statistics.median(values)
-            rate = args.size_mib / medians[name]
+        python = sys.executable
+        reference = [python, str(ROOT / "bench/reference_receiver.py"), "--port", str(ref_port)]
+        emulator = [python, "-m", "dropzone.testing.ollama", "--port", str(emu_port)]
+        with (
+            server([*reference, "--dir", str(ref_dir)], ref_port) as ref_proc,
+            server([*emulator, "--store", str(store)], emu_port) as emu_proc,
+        ):
+            pids = {"reference": ref_proc.pid, "emulator": emu_proc.pid}
+            return measure(args, payload, targets, pids)
+
+
+def measure(
+    args: argparse.Namespace,
+    payload: Path,
+    targets: dict[str, tuple[str, Path]],
+    pids: dict[str, int],
+) -> int:
+    """Alternate the uploads to each target (URL, where its blob lands), print the figures."""
+    times: dict[str, list[float]] = {name: [] for name in targets}
+    cpu: dict[str, list[float]] = {name: [] for name in targets}
+    for run in range(args.runs):
+        order = list(targets) if run % 2 == 0 else list(reversed(targets))
+        for name in order:
+            url, blob = targets[name]
+            blob.unlink(missing_ok=True)
+            cpu_before = cpu_seconds(pids[name])
+            seconds = upload(payload, url, args.expect)
+            cpu[name].append(cpu_seconds(pids[name]) - cpu_before)
+            times[name].append(seconds)
+            rate = args.size_mib / seconds
             print(
-                f"{name:9s} median {medians[name]:.3f} s ({rate:.1f} MiB/s)"
-                f", min {min(values):.3f} s, max {max(values):.3f} s"
-                f", server CPU median {statistics.median(cpu[name]):.2f} s"
+                f"run {run + 1} {name:9s} {seconds:7.3f} s  {rate:7.1f} MiB/s"
+                f"  server CPU {cpu[name][-1]:.2f} s",
+                flush=True,
             )
-        ratio = medians["reference"] / medians["emulator"]
-        best = min(times["reference"]) / min(times["emulator"])
-        cpu_ratio = statistics.median(cpu["reference"]) / statistics.median(cpu["emulator"])
-        print(f"ratio emulator/reference throughput: {ratio:.3f} (bar: >= 0.9)")
-        print(f"  same ratio from the fastest runs: {best:.3f}; from server CPU: {cpu_ratio:.3f}")
-        return 0 if ratio >= 0.9 else 1
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=10)
-        shutil.rmtree(work, ignore_errors=True)
+            blob.unlink(missing_ok=True)
+    print()
+    print(f"machine: {machine()}")
+    print(f"payload: {args.size_mib} MiB, {args.runs} runs each, alternated, "
+          f"Expect: 100-continue {'on' if args.expect else 'off'}")  # fmt: skip
+    medians = {}
+    for name, values in times.items():
+        medians[name] = statistics.median(values)
+        rate = args.size_mib / medians[name]
+        print(
+            f"{name:9s} median {medians[name]:.3f} s ({rate:.1f} MiB/s)"
+            f", min {min(values):.3f} s, max {max(values):.3f} s"
+            f", server CPU median {statistics.median(cpu[name]):.2f} s"
+        )
+    ratio = medians["reference"] / medians["emulator"]
+    best = min(times["reference"]) / min(times["emulator"])
+    cpu_ratio = statistics.median(cpu["reference"]) / statistics.median(cpu["emulator"])
+    print(f"ratio emulator/reference throughput: {ratio:.3f} (bar: >= 0.9)")
+    print(f"  same ratio from the fastest runs: {best:.3f}; from server CPU: {cpu_ratio:.3f}")
+    return 0 if ratio >= 0.9 else 1
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ that must know the digest before uploading (upload + create, from the sequential
     .venv/bin/python bench/end_to_end.py [--size 2G] [--rate 200] [--runs 3] [--settle 1] [--quick]
 
 This module also holds the process drivers that ``scale.py`` and ``polling.py`` use
-(``DaemonRun``, ``EmulatorProcess``, ``cpu_seconds``): the bench folder has no other place
-for code shared by these three.
+(``DaemonRun``, ``EmulatorProcess``, ``add_source_argument``): the daemon and the emulator as
+child processes, which only these three need (``common.py`` serves every script).
 """
 
 from __future__ import annotations
@@ -67,7 +67,6 @@ from dropzone.ollama import OllamaClient, make_http_client
 
 BAR_RATIO = 0.7
 Event = dict[str, Any]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Where ``python -m dropzone`` runs from (its working directory is first on sys.path): this
 # checkout, or another one given with ``--src`` to compare two versions of the daemon.
 DAEMON_SOURCE = {"dir": ROOT}
@@ -95,13 +94,6 @@ WORK_EVENTS = frozenset(
 
 
 # --- the daemon and emulator processes (shared with scale.py and polling.py) -----------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a live process (all its threads), from ``/proc/PID/stat``."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
 
 
 class DaemonRun:

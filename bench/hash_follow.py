@@ -27,10 +27,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import gguf
-import numpy as np
 from common import (
     MiB,
     check_space,
+    finish_f16_header,
     fmt_size,
     parse_size,
     print_footer,
@@ -45,7 +45,6 @@ from common import (
 )
 
 from dropzone.follow import POLL_SECONDS, Followers
-from dropzone.gguf import read_header_file
 from dropzone.hashing import sha256_file
 
 BAR_SECONDS = 0.05
@@ -78,13 +77,7 @@ def make_gguf_like(path: Path, size: int) -> int:
     per = max(64, (size - MiB) // len(names) // 64 * 64)
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_file_type(1)
-    for name in names:
-        writer.add_tensor_info(name, (per // 2,), np.dtype(np.float16), per)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_ti_data_to_file()
-    writer.close()
-    expected = read_header_file(path).expected_length
+    expected = finish_f16_header(writer, path, names, per)
     header = path.read_bytes()
     body = path.with_suffix(".body")
     write_random(body, expected - len(header))

@@ -23,7 +23,7 @@ import tracemalloc
 from pathlib import Path
 
 import gguf
-import numpy as np
+from common import finish_f16_header
 
 from dropzone.gguf import read_header_file
 
@@ -60,13 +60,7 @@ def build(path: Path, kind: str, size: int) -> None:
         names = ["a.weight", "b.weight", "c.weight"]
     # Equal F16 tensors, each a whole number of 32-byte aligned blocks, close to ``size``.
     per = (size - (64 << 20)) // len(names) // 64 * 64
-    for name in names:
-        writer.add_tensor_info(name, (per // 2,), np.dtype(np.float16), per)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_ti_data_to_file()
-    writer.close()
-    expected = read_header_file(path).expected_length
+    expected = finish_f16_header(writer, path, names, per)
     subprocess.run(["truncate", "-s", str(expected), str(path)], check=True)
 
 

@@ -34,7 +34,7 @@ from end_to_end import (
     span,
     use_source,
 )
-from scale import idle_window, print_profile, sampled, write_tree
+from scale import add_tree_arguments, idle_window, print_profile, sampled, write_tree
 
 POLL_INTERVAL = "2"
 
@@ -87,10 +87,7 @@ def import_tree(work: Path, drop: Path, state: Path, url: str, count: int) -> fl
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--artifacts", type=int, default=10_000)
-    parser.add_argument("--per-folder", type=int, default=10)
-    parser.add_argument("--idle", type=float, default=60.0, help="idle CPU window, seconds")
-    parser.add_argument("--quiet", type=float, default=2.0, help="seconds without work = idle")
+    add_tree_arguments(parser)
     parser.add_argument("--runs", type=int, default=2, help="runs of each mode")
     parser.add_argument("--import-first", action="store_true", help="import the tree first")
     parser.add_argument("--profile", action="store_true", help="py-spy the idle windows")

@@ -44,14 +44,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from common import MiB, check_space, print_header, quiet_logs, workdir
+from common import MiB, check_space, cpu_seconds, print_header, quiet_logs, workdir
 from end_to_end import (
     WORK_EVENTS,
     DaemonRun,
     EmulatorProcess,
     Event,
     add_source_argument,
-    cpu_seconds,
     span,
     use_source,
 )
@@ -391,12 +390,17 @@ def at_once_phase(work: Path, count: int, per_folder: int, timeout: float,
         raise SystemExit(f"arrival lost {sorted(lost)[:10]} or exited {code}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+def add_tree_arguments(parser: argparse.ArgumentParser) -> None:
+    """The tree of ``write_tree`` and the idle window: shared with ``polling.py``."""
     parser.add_argument("--artifacts", type=int, default=10_000)
     parser.add_argument("--per-folder", type=int, default=10)
     parser.add_argument("--idle", type=float, default=60.0, help="idle CPU window, seconds")
     parser.add_argument("--quiet", type=float, default=2.0, help="seconds without work = idle")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    add_tree_arguments(parser)
     parser.add_argument("--skip", default="", help="comma list of: import,restart,at-once")
     parser.add_argument("--profile", action="store_true", help="sample the daemon with py-spy")
     parser.add_argument(
