@@ -56,12 +56,26 @@ class Problem:
             where += f":{self.line}"
             if self.column is not None:
                 where += f":{self.column}"
-        text = f"{where}: {self.message}"
+        return f"{where}: {self.detail()}"
+
+    def detail(self) -> str:
+        """The message with its key and fix, without the place."""
+        text = self.message
         if self.key:
             text += f" (key {self.key!r})"
         if self.fix:
             text += f"; fix: {self.fix}"
         return text
+
+    def event_fields(self) -> dict[str, object]:
+        """The fields of a refusal or warning event: which file, where, what, how to fix."""
+        return {
+            "file": self.path,
+            "line": self.line,
+            "key": self.key,
+            "error": self.message,
+            "fix": self.fix,
+        }
 
 
 class ProblemError(DropzoneError):

@@ -75,11 +75,7 @@ class Reporter:
         log.error(
             event,
             path=str(self.drop_dir / rel),
-            file=first.path,
-            line=first.line,
-            key=first.key,
-            error=first.message,
-            fix=first.fix,
+            **first.event_fields(),
             problems=[p.describe() for p in problems],
         )
 
@@ -91,15 +87,7 @@ class Reporter:
             return
         self._reported[key] = signature
         for p in warnings:
-            log.warning(
-                "sidecar.warning",
-                path=str(self.drop_dir / rel),
-                file=p.path,
-                line=p.line,
-                key=p.key,
-                error=p.message,
-                fix=p.fix,
-            )
+            log.warning("sidecar.warning", path=str(self.drop_dir / rel), **p.event_fields())
 
     def clear(self, rel: str) -> None:
         """Work starts: the next pending or refusal is news again."""

@@ -50,18 +50,9 @@ class Finding:
             "sidecar": self.sidecar,
             "request": self.request,
             "errors": [
-                {"path": p.path, "line": p.line, "message": _message(p)} for p in self.errors
+                {"path": p.path, "line": p.line, "message": p.detail()} for p in self.errors
             ],
         }
-
-
-def _message(problem: Problem) -> str:
-    text = problem.message
-    if problem.key:
-        text += f" (key {problem.key!r})"
-    if problem.fix:
-        text += f"; fix: {problem.fix}"
-    return text
 
 
 def _root_and_selection(path: Path) -> tuple[Path, Path | None]:
