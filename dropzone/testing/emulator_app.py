@@ -11,6 +11,7 @@ import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from dropzone.testing import emulator_create, emulator_models
 from dropzone.testing.emulator_faults import Counters, Faults
@@ -134,12 +135,18 @@ class App:
     def _version(self, h: Handler, _: str) -> None:
         h.respond_json(200, {"version": self.features.version})
 
-    def _head_blob(self, h: Handler, digest: str) -> None:
-        self.counters.record_blob_head(digest)
+    def _blob_path(self, h: Handler, digest: str) -> Path | None:
+        """Where the blob lives; None after answering 400 for a digest the server rejects."""
         try:
-            path = self.store.blob_path(digest)
+            return self.store.blob_path(digest)
         except InvalidDigestError as exc:
             h.respond_error(400, str(exc))
+            return None
+
+    def _head_blob(self, h: Handler, digest: str) -> None:
+        self.counters.record_blob_head(digest)
+        path = self._blob_path(h, digest)
+        if path is None:
             return
         if path.exists():
             h.respond(200)
@@ -149,10 +156,8 @@ class App:
     def _post_blob(self, h: Handler, digest: str) -> None:
         """``CreateBlobHandler``: 200 early for a present blob, else hash-while-storing."""
         self.counters.record_blob_post(digest)
-        try:
-            path = self.store.blob_path(digest)
-        except InvalidDigestError as exc:
-            h.respond_error(400, str(exc))
+        path = self._blob_path(h, digest)
+        if path is None:
             return
         if path.exists():
             h.respond(200)  # the body is never read

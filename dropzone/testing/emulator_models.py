@@ -284,10 +284,8 @@ def delete(app: App, h: Handler) -> None:
     if not text:
         h.respond_error(400, "model is required")
         return
-    try:
-        name = parse_name(text)
-    except InvalidNameError:
-        h.respond_error(400, f"name {_go_q(text)} is invalid")
+    name = _parse_or_400(h, text, "name")
+    if name is None:
         return
     with app.store.lock:
         stored = app.store.load(app.store.existing_name(name))
@@ -303,15 +301,9 @@ def copy(app: App, h: Handler) -> None:
     if req is None:
         return
     source, destination = req["source"] or "", req["destination"] or ""
-    try:
-        src = parse_name(source)
-    except InvalidNameError:
-        h.respond_error(400, f"source {_go_q(source)} is invalid")
-        return
-    try:
-        dst = parse_name(destination)
-    except InvalidNameError:
-        h.respond_error(400, f"destination {_go_q(destination)} is invalid")
+    src = _parse_or_400(h, source, "source")
+    dst = None if src is None else _parse_or_400(h, destination, "destination")
+    if src is None or dst is None:
         return
     with app.store.lock:
         stored = app.store.load(app.store.existing_name(src))
@@ -328,3 +320,12 @@ def copy(app: App, h: Handler) -> None:
 
 def _go_q(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
+
+
+def _parse_or_400(h: Handler, text: str, what: str) -> Name | None:
+    """The parsed name; None after answering ``400 <what> "<text>" is invalid``."""
+    try:
+        return parse_name(text)
+    except InvalidNameError:
+        h.respond_error(400, f"{what} {_go_q(text)} is invalid")
+        return None
