@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from dropzone.daemon import Daemon
 from dropzone.hashing import FileKey
 from dropzone.ollama import OllamaClient, make_http_client
 from dropzone.policies import _free_name
-from dropzone.settings import load_settings
+from dropzone.settings import Settings, load_settings
 from dropzone.state import StateStore
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.ollama import Emulator
@@ -78,11 +78,11 @@ def drop(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def start(tmp_path: Path, drop: Path, emulator: Emulator, capture: LogCapture) -> Iterator[Any]:
-    running: list[Running] = []
+def settings_for(tmp_path: Path, drop: Path, emulator: Emulator) -> Callable[..., Settings]:
+    """Settings for a daemon on ``drop`` and the emulator, with ``overrides``."""
 
-    def start_daemon(**overrides: object) -> Running:
-        settings = load_settings(
+    def make(**overrides: object) -> Settings:
+        return load_settings(
             config_path=None,
             env={},
             overrides={
@@ -94,7 +94,16 @@ def start(tmp_path: Path, drop: Path, emulator: Emulator, capture: LogCapture) -
             },
             default_config_path=tmp_path / "absent.toml",
         )
-        running.append(Running(Daemon(settings, env={}), capture))
+
+    return make
+
+
+@pytest.fixture
+def start(settings_for: Callable[..., Settings], capture: LogCapture) -> Iterator[Any]:
+    running: list[Running] = []
+
+    def start_daemon(**overrides: object) -> Running:
+        running.append(Running(Daemon(settings_for(**overrides), env={}), capture))
         running[-1].wait_for("scan.done")
         return running[-1]
 
@@ -254,21 +263,11 @@ def test_moving_onto_an_earlier_import_of_the_same_name_keeps_both(tmp_path: Pat
 
 
 def test_an_idle_daemon_waits_instead_of_spinning(
-    tmp_path: Path, drop: Path, emulator: Emulator, capture: LogCapture
+    settings_for: Callable[..., Settings], capture: LogCapture
 ) -> None:
     # Regression: the loop once computed its wake-up from a "last reconcile" of 0.0, which on
     # a machine up for over an hour lies in the past: every wait returned at once (100 % CPU).
-    settings = load_settings(
-        config_path=None,
-        env={},
-        overrides={
-            "drop_dir": drop,
-            "state_dir": tmp_path / "state",
-            "ollama_hosts": [emulator.url],
-        },
-        default_config_path=tmp_path / "absent.toml",
-    )
-    daemon = Daemon(settings, env={})
+    daemon = Daemon(settings_for(settle_seconds=5), env={})
     timeouts: list[float | None] = []
     drain = daemon.queue.drain
 
