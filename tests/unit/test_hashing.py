@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dropzone.errors import FileChangedError, StoppedError
+from dropzone.errors import FileChangedError
 from dropzone.hashing import (
     FileKey,
     FollowingHasher,
@@ -301,23 +301,6 @@ def test_feed_waits_for_a_file_that_is_not_there_yet(tmp_path: Path) -> None:
     path.write_bytes(b"now")
     assert h.feed() == 3
     assert h.finish().digest == sha(b"now")
-
-
-def test_stop_flag_aborts_hashing_between_chunks(tmp_path: Path) -> None:
-    path = tmp_path / "big.gguf"
-    path.write_bytes(os.urandom(10 * CHUNK))
-    stop = threading.Event()
-    progress: list[int] = []
-
-    def on_progress(n: int) -> None:
-        progress.append(n)
-        if n >= 3 * CHUNK:
-            stop.set()
-
-    h = hasher(path, stop=stop.is_set, on_progress=on_progress)
-    with pytest.raises(StoppedError):
-        h.finish()
-    assert progress[-1] == 3 * CHUNK
 
 
 def test_cache_returns_the_remembered_digest_until_the_file_changes(tmp_path: Path) -> None:

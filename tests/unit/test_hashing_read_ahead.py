@@ -45,9 +45,10 @@ def test_read_ahead_gives_the_same_digest_as_hashlib(tmp_path: Path, size: int) 
     assert readers_alive() == []
 
 
-def test_stopping_during_a_read_ahead_raises_and_ends_the_reader(tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", [10 * CHUNK, 4 * THRESHOLD], ids=["serial", "read-ahead"])
+def test_stopping_between_chunks_raises_and_ends_any_reader(tmp_path: Path, size: int) -> None:
     path = tmp_path / "big.gguf"
-    path.write_bytes(os.urandom(4 * THRESHOLD))
+    path.write_bytes(os.urandom(size))
     stop = threading.Event()
     progress: list[int] = []
 
