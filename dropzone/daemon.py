@@ -376,7 +376,7 @@ class Daemon:
             self.report.pending(sa, "settling", wait=wait)
             self._follow(sa)
             self._wake_at(time.monotonic() + wait, unit)
-            self._upload_early(sa, stats)
+            self._upload_early(sa, files)
             return
         if self.settings.require_sidecar and sa.artifact.sidecar is None:
             self.report.pending(sa, "no sidecar (require_sidecar is true)")
@@ -442,7 +442,7 @@ class Daemon:
         with self._lock:
             self._in_flight[rel] = self.jobs.submit(self._job, sa, recipe, expected)
 
-    def _upload_early(self, sa: ScannedArtifact, stats: Mapping[str, Entry]) -> None:
+    def _upload_early(self, sa: ScannedArtifact, files: list[tuple[str, int, int]]) -> None:
         """Upload the weights of a complete artifact whose writer has closed them while the
         quiet period still runs, so the upload overlaps the settle wait instead of following it.
 
@@ -457,15 +457,13 @@ class Daemon:
             return
         if self.settings.require_sidecar and sa.artifact.sidecar is None:
             return
+        # ``files``: (rel, size, mtime_ns) of every present file and the sidecar, just observed.
+        signature = tuple(f for f in files if f[0].endswith(WEIGHT_SUFFIXES))
+        if not signature or sum(size for _, size, _ in signature) < EARLY_UPLOAD_MIN_BYTES:
+            return
+        if not all(self.quiet.closed_since_change(rel) for rel, _, _ in signature):
+            return
         weights = [f for f in sa.artifact.files if f.path.suffix in WEIGHT_SUFFIXES]
-        rels = [self._rel(f.path) for f in weights]
-        if not weights or any(r not in stats for r in rels):
-            return
-        if sum(stats[r].size for r in rels) < EARLY_UPLOAD_MIN_BYTES:
-            return
-        if not all(self.quiet.closed_since_change(r) for r in rels):
-            return
-        signature = tuple((r, stats[r].size, stats[r].mtime_ns) for r in rels)
         rel = sa.rel_path
         with self._lock:
             if rel in self._in_flight or self._early.get(rel) == signature:
