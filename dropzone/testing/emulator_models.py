@@ -182,9 +182,8 @@ def show(app: App, h: Handler) -> None:
     req = _bind(h, "ShowRequest", SHOW_FIELDS)
     if req is None:
         return
-    text = req["model"] or req["name"] or ""
-    if not text:
-        h.respond_error(400, "model is required")
+    text = _model_field(h, req)
+    if text is None:
         return
     try:
         name = app.store.existing_name(parse_name(text))
@@ -280,9 +279,8 @@ def delete(app: App, h: Handler) -> None:
     req = _bind(h, "DeleteRequest", DELETE_FIELDS)
     if req is None:
         return
-    text = req["model"] or req["name"] or ""
-    if not text:
-        h.respond_error(400, "model is required")
+    text = _model_field(h, req)
+    if text is None:
         return
     name = _parse_or_400(h, text, "name")
     if name is None:
@@ -329,3 +327,12 @@ def _parse_or_400(h: Handler, text: str, what: str) -> Name | None:
     except InvalidNameError:
         h.respond_error(400, f"{what} {_go_q(text)} is invalid")
         return None
+
+
+def _model_field(h: Handler, req: dict[str, Any]) -> str | None:
+    """``model``, or the deprecated ``name``; None after answering 400 when both are empty."""
+    text: str = req["model"] or req["name"] or ""
+    if not text:
+        h.respond_error(400, "model is required")
+        return None
+    return text
