@@ -19,6 +19,13 @@ def digest_of(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def manifest_layers(emulator: Emulator, name: str) -> list[dict[str, object]]:
+    """The layers of the stored manifest of ``name``, which must exist."""
+    manifest = emulator.manifest(name)
+    assert manifest is not None
+    return list(manifest["layers"])
+
+
 @dataclass
 class Reply:
     status: int

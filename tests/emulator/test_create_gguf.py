@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from emulator_helpers import Api
+from emulator_helpers import Api, manifest_layers
 
 from dropzone.testing import builders
 from dropzone.testing.emulator_gguf import read_header
@@ -17,12 +17,6 @@ ADAPTER = "application/vnd.ollama.image.adapter"
 ZEROS = "0" * 19
 
 
-def layers(emulator: Emulator, name: str) -> list[dict[str, object]]:
-    manifest = emulator.manifest(name)
-    assert manifest is not None
-    return list(manifest["layers"])
-
-
 def test_one_parsing_gguf_per_file_in_sorted_key_order_with_projector_detected(
     api: Api, emulator: Emulator
 ) -> None:
@@ -31,7 +25,9 @@ def test_one_parsing_gguf_per_file_in_sorted_key_order_with_projector_detected(
     reply = api.create(model="vision", files={"model.gguf": model, "mmproj.gguf": projector})
     assert reply.statuses[:2] == ["parsing GGUF", "parsing GGUF"]
     assert reply.statuses[-1] == "success"
-    kinds = [(layer["mediaType"], layer.get("from")) for layer in layers(emulator, "vision")]
+    kinds = [
+        (layer["mediaType"], layer.get("from")) for layer in manifest_layers(emulator, "vision")
+    ]
     # sorted keys: mmproj.gguf first; the projector is reused as uploaded, the model re-written
     assert kinds == [(PROJECTOR, "mmproj.gguf"), (MODEL, None)]
 
@@ -41,7 +37,7 @@ def test_adapter_gguf_in_files_becomes_an_adapter_layer(api: Api, emulator: Emul
     adapter = api.upload_file(builders.build_adapter_gguf(api.work / "lora.gguf"))
     reply = api.create(model="m", files={"base.gguf": model, "lora.gguf": adapter}, stream=False)
     assert reply.status == 200
-    media = [layer["mediaType"] for layer in layers(emulator, "m")]
+    media = [layer["mediaType"] for layer in manifest_layers(emulator, "m")]
     assert media == [MODEL, ADAPTER]
 
 
@@ -84,7 +80,7 @@ def test_validation_copy_rewrites_a_text_model_into_a_new_layer(
     assert validating[0] == {"status": "validating GGUF model", "digest": ZEROS, "total": size}
     assert all(line["digest"] == ZEROS and line["total"] == size for line in validating)
     assert validating[-1]["completed"] == size
-    model_layer = layers(emulator, "m")[0]
+    model_layer = manifest_layers(emulator, "m")[0]
     assert model_layer["digest"] != uploaded
     assert "from" not in model_layer
     after = reply.statuses[reply.statuses.index("verifying conversion") + 1 :]
@@ -177,9 +173,9 @@ def test_split_shards_are_merged_into_one_model_layer(api: Api, emulator: Emulat
     reply = api.create(model="big", files=files)
     assert reply.statuses.count("parsing GGUF") == 3
     assert reply.statuses[-1] == "success", reply.text
-    manifest_layers = layers(emulator, "big")
-    assert [layer["mediaType"] for layer in manifest_layers] == [MODEL]
-    header = read_header(emulator.blob_path(str(manifest_layers[0]["digest"])))
+    big = manifest_layers(emulator, "big")
+    assert [layer["mediaType"] for layer in big] == [MODEL]
+    header = read_header(emulator.blob_path(str(big[0]["digest"])))
     assert len(header.tensors) == 9
     assert not any(key.startswith("split.") for key in header.metadata)
 

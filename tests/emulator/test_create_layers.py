@@ -6,19 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from emulator_helpers import Api
+from emulator_helpers import Api, manifest_layers
 
 from dropzone.testing import builders
 from dropzone.testing.ollama import Emulator
 
 T = "application/vnd.ollama.image."
 ZEROS = "0" * 19
-
-
-def manifest_layers(emulator: Emulator, name: str) -> list[dict[str, object]]:
-    manifest = emulator.manifest(name)
-    assert manifest is not None
-    return list(manifest["layers"])
 
 
 def blob_text(emulator: Emulator, name: str, media: str) -> list[str]:
