@@ -5,13 +5,12 @@ on_success / on_removed policies, require_sidecar."""
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
+from daemon_helpers import Running, imported
 from structlog.testing import LogCapture
 
 from dropzone import daemon as daemon_module
@@ -20,106 +19,11 @@ from dropzone.daemon import Daemon
 from dropzone.hashing import FileKey
 from dropzone.ollama import OllamaClient, make_http_client
 from dropzone.policies import _free_name
-from dropzone.settings import Settings, load_settings
+from dropzone.settings import Settings
 from dropzone.state import StateStore
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.ollama import Emulator
 from dropzone.testing.waiting import wait_until
-
-
-class Running:
-    """A ``Daemon.run()`` on a thread, its events captured."""
-
-    def __init__(self, daemon: Daemon, capture: LogCapture) -> None:
-        self.daemon = daemon
-        self._capture = capture
-        self._thread = threading.Thread(target=self._run, name="daemon")
-        self.exit_code: int | None = None
-        self._thread.start()
-
-    def _run(self) -> None:
-        self.exit_code = self.daemon.run()
-
-    def find(self, name: str, **fields: Any) -> list[dict[str, Any]]:
-        return [
-            e
-            for e in list(self._capture.entries)
-            if e["event"] == name and all(e.get(k) == v for k, v in fields.items())
-        ]
-
-    def wait_for(self, name: str, timeout: float = 15.0, **fields: Any) -> dict[str, Any]:
-        found: list[dict[str, Any]] = wait_until(
-            lambda: self.find(name, **fields), timeout=timeout, what=f"{name} {fields}"
-        )
-        return found[0]
-
-    def stop(self) -> int | None:
-        self.daemon.request_stop()
-        self._thread.join(timeout=10)
-        assert not self._thread.is_alive(), "the daemon did not stop"
-        return self.exit_code
-
-
-@pytest.fixture
-def capture() -> Iterator[LogCapture]:
-    capturing = LogCapture()
-    structlog.configure(processors=[structlog.processors.add_log_level, capturing])
-    try:
-        yield capturing
-    finally:
-        structlog.reset_defaults()
-
-
-@pytest.fixture
-def drop(tmp_path: Path) -> Path:
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def settings_for(tmp_path: Path, drop: Path, emulator: Emulator) -> Callable[..., Settings]:
-    """Settings for a daemon on ``drop`` and the emulator, with ``overrides``."""
-
-    def make(**overrides: object) -> Settings:
-        return load_settings(
-            config_path=None,
-            env={},
-            overrides={
-                "drop_dir": drop,
-                "state_dir": tmp_path / "state",
-                "ollama_hosts": [emulator.url],
-                "settle_seconds": 0.3,
-                **overrides,
-            },
-            default_config_path=tmp_path / "absent.toml",
-        )
-
-    return make
-
-
-@pytest.fixture
-def start(settings_for: Callable[..., Settings], capture: LogCapture) -> Iterator[Any]:
-    running: list[Running] = []
-
-    def start_daemon(**overrides: object) -> Running:
-        running.append(Running(Daemon(settings_for(**overrides), env={}), capture))
-        running[-1].wait_for("scan.done")
-        return running[-1]
-
-    yield start_daemon
-    for r in running:
-        assert r.stop() == 0
-    crashed = [e for e in capture.entries if e["event"] == "artifact.error"]
-    assert not crashed
-
-
-def imported(start: Any, gguf: Path, **overrides: object) -> tuple[Path, Running]:
-    """A daemon started with ``overrides`` that has made the model of a new GGUF ``gguf``."""
-    build_gguf(gguf)
-    daemon = start(**overrides)
-    daemon.wait_for("model.created", model=f"{gguf.stem.lower()}:latest")
-    return gguf, daemon
 
 
 def test_a_complete_file_is_imported_while_another_still_arriving_holds_the_hash_slot(

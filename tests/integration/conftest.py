@@ -1,0 +1,70 @@
+"""Fixtures for tests that run the Daemon in this process against the emulator over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from daemon_helpers import Running
+from structlog.testing import LogCapture
+
+from dropzone.daemon import Daemon
+from dropzone.settings import Settings, load_settings
+from dropzone.testing.ollama import Emulator
+
+
+@pytest.fixture
+def capture() -> Iterator[LogCapture]:
+    capturing = LogCapture()
+    structlog.configure(processors=[structlog.processors.add_log_level, capturing])
+    try:
+        yield capturing
+    finally:
+        structlog.reset_defaults()
+
+
+@pytest.fixture
+def drop(tmp_path: Path) -> Path:
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def settings_for(tmp_path: Path, drop: Path, emulator: Emulator) -> Callable[..., Settings]:
+    """Settings for a daemon on ``drop`` and the emulator, with ``overrides``."""
+
+    def make(**overrides: object) -> Settings:
+        return load_settings(
+            config_path=None,
+            env={},
+            overrides={
+                "drop_dir": drop,
+                "state_dir": tmp_path / "state",
+                "ollama_hosts": [emulator.url],
+                "settle_seconds": 0.3,
+                **overrides,
+            },
+            default_config_path=tmp_path / "absent.toml",
+        )
+
+    return make
+
+
+@pytest.fixture
+def start(settings_for: Callable[..., Settings], capture: LogCapture) -> Iterator[Any]:
+    running: list[Running] = []
+
+    def start_daemon(**overrides: object) -> Running:
+        running.append(Running(Daemon(settings_for(**overrides), env={}), capture))
+        running[-1].wait_for("scan.done")
+        return running[-1]
+
+    yield start_daemon
+    for r in running:
+        assert r.stop() == 0
+    crashed = [e for e in capture.entries if e["event"] == "artifact.error"]
+    assert not crashed
