@@ -8,7 +8,6 @@ ready work to worker threads. The state store, not the events, is the truth abou
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import os
 import threading
@@ -22,6 +21,7 @@ import structlog
 from dropzone import __version__
 from dropzone.claims import Claims
 from dropzone.digests import Digester
+from dropzone.dropguard import DropGuard, Verdict
 from dropzone.errors import (
     ConfigError,
     DropzoneError,
@@ -31,14 +31,15 @@ from dropzone.errors import (
 )
 from dropzone.filters import IgnoreRules
 from dropzone.follow import Followers
-from dropzone.hashing import FileKey, HashResult, cached_digest
+from dropzone.hashing import HashResult, cached_digest
+from dropzone.identity import FileKey
 from dropzone.importer import Host, Importer, Outcome, Result
 from dropzone.model import Recipe
 from dropzone.names import parse_name
 from dropzone.notify import Notifier
 from dropzone.ollama import OllamaClient, make_http_client
 from dropzone.plan import Recorded, Step, next_step
-from dropzone.policies import apply_on_removed, apply_on_success
+from dropzone.policies import apply_on_removed, apply_on_success, owned_files
 from dropzone.progress import Progress
 from dropzone.readiness import QuietTracker
 from dropzone.recipes import build_recipes
@@ -54,7 +55,13 @@ from dropzone.scanner import (
 )
 from dropzone.settings import Settings
 from dropzone.sidecar import SidecarSpec, load_spec
-from dropzone.state import ArtifactRow, StateStore, artifact_fingerprint, request_fingerprint
+from dropzone.state import (
+    ArtifactRow,
+    HostState,
+    StateStore,
+    artifact_fingerprint,
+    request_fingerprint,
+)
 from dropzone.units import list_units, split_units, units_of
 from dropzone.watcher import Change, ChangeKind, ChangeQueue, Watcher
 from dropzone.workers import Workers
@@ -75,6 +82,8 @@ SIGNAL_CHECK_SECONDS = 0.25
 # that quantizes for minutes, a stalled upload): such work is abandoned, which is safe because
 # every step was committed before it started; the next start resumes it.
 STOP_GRACE_SECONDS = 2.0
+# How often a drop folder that is not the recorded one (an unmounted share) is looked at again.
+GUARD_RECHECK_SECONDS = 5.0
 HEADER_CACHE_ENTRIES = 200_000
 # Weights this large are uploaded as soon as their writer closed them (see ``_upload_early``);
 # a smaller artifact uploads in less time than the settle wait it could hide.
@@ -94,8 +103,10 @@ class Daemon:
         self.settings = settings
         self.drop_dir = Path(settings.drop_dir).absolute()
         self.once = once
-        self._check_drop_dir()
         self.state = StateStore.open(Path(settings.state_dir))
+        self.guard = DropGuard(self.drop_dir, self.state)
+        self._check_drop_dir()
+        self._verdict: Verdict | None = None  # the last one logged
         self.stop_event = threading.Event()
         self._stop_requested = False
         self.queue = ChangeQueue()
@@ -111,11 +122,12 @@ class Daemon:
         self.hash_slots = threading.Semaphore(settings.max_parallel_hashes)
         self.importer = Importer(
             self.state,
+            drop_dir=self.drop_dir,
             upload_slots=threading.Semaphore(settings.max_parallel_uploads),
             stop=self.stop_event,
             progress=progress,
         )
-        self.followers = Followers(self.hash_slots, self.stop_event)
+        self.followers = Followers(self.hash_slots, self.stop_event, self.drop_dir)
         self.digester = Digester(self.state, self.followers, self.stop_event, progress)
         self.jobs = Workers(4, "artifact")
         self.host_jobs = Workers(max(2, 2 * len(self.hosts)), "host")
@@ -134,7 +146,6 @@ class Daemon:
         self._settled_at: dict[str, tuple[object, ...]] = {}
         self._claims = Claims()  # which artifact makes which model name
         self._last_cost = 0.0
-        self._drop_dev = os.stat(self.drop_dir).st_dev
         self.watcher: Watcher | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -150,11 +161,13 @@ class Daemon:
         self.queue.put(Change(ChangeKind.RESCAN))
 
     def _check_drop_dir(self) -> None:
-        """The daemon creates a missing drop folder (the unit's tmpfiles snippet may not have
-        run yet); a one-off scan of a folder that is not there is a configuration mistake."""
+        """The daemon creates a missing drop folder on its first start only (the unit's
+        tmpfiles snippet may not have run yet): once the store knows a folder, a missing one
+        is an unmounted share, waited for (see ``dropguard``). A one-off scan of a folder that
+        is not there is a configuration mistake."""
         try:
             if not self.once:
-                self.drop_dir.mkdir(parents=True, exist_ok=True)
+                self.guard.check(create=True)
             elif not self.drop_dir.is_dir():
                 raise FileNotFoundError(2, "no such directory")
         except OSError as exc:
@@ -167,13 +180,7 @@ class Daemon:
 
     def run(self) -> int:
         """Watch and import until ``request_stop``; 0 on a clean stop."""
-        self.watcher = Watcher(
-            self.drop_dir,
-            self.queue,
-            poll_interval=self.settings.poll_interval,
-            ignore=self._ignored,
-        )
-        mode = self.watcher.start()
+        mode = self._start_watcher() if self._trusted() else "waiting for the drop folder"
         log.info(
             "daemon.started",
             path=str(self.drop_dir),
@@ -181,13 +188,6 @@ class Daemon:
             watch=mode,
             version=__version__,
         )
-        if self.watcher.fallback:
-            log.warning(
-                "watcher.fallback",
-                path=str(self.drop_dir),
-                poll_interval=2.0,
-                error="native file-system events do not arrive here; polling instead",
-            )
         self._greet_hosts()
         self.reconcile(full=True)
         self.notifier.send(READY="1", STATUS=self._status_line())
@@ -196,6 +196,40 @@ class Daemon:
         finally:
             self._shutdown()
         return 0
+
+    def _start_watcher(self) -> str:
+        self.watcher = Watcher(
+            self.drop_dir,
+            self.queue,
+            poll_interval=self.settings.poll_interval,
+            ignore=self._ignored,
+        )
+        mode = self.watcher.start()
+        if self.watcher.fallback:
+            log.warning(
+                "watcher.fallback",
+                path=str(self.drop_dir),
+                poll_interval=2.0,
+                error="native file-system events do not arrive here; polling instead",
+            )
+        return mode
+
+    def _trusted(self) -> bool:
+        """Ask the guard whether the drop folder is the recorded one; say so when that
+        changes (once, not at every look)."""
+        verdict = self.guard.check()
+        if verdict != self._verdict:
+            if not verdict.ok:
+                log.error(
+                    "drop_dir.suspicious",
+                    path=str(self.drop_dir),
+                    error=verdict.reason,
+                    fix=verdict.fix,
+                )
+            elif self._verdict is not None:
+                log.info("drop_dir.ok", path=str(self.drop_dir))
+        self._verdict = verdict
+        return verdict.ok
 
     def scan_once(self) -> PassSummary:
         """One pass: import what is ready now, wait for that work, report what is pending."""
@@ -220,6 +254,8 @@ class Daemon:
         units: set[str] = set()
         while not self._stopping():
             now = time.monotonic()
+            if self._verdict is not None and not self._verdict.ok:
+                next_rescan = min(next_rescan, now + GUARD_RECHECK_SECONDS)
             wake = min(next_rescan, next_ping, self._next_wakeup(), last + 3600)
             changes = self.queue.drain(timeout=min(max(0.0, wake - now), SIGNAL_CHECK_SECONDS))
             if self._stopping():
@@ -293,6 +329,12 @@ class Daemon:
         ``full`` looks at everything; otherwise only at ``units`` (see ``dropzone.units``).
         """
         started = time.monotonic()
+        if full or self._verdict is None or not self._verdict.ok:
+            if not self._trusted():
+                return  # not the recorded folder: look at nothing, act on nothing
+            if self.watcher is None and not self.once:
+                self._start_watcher()
+            full = True
         if full:
             listing = split_units(list_tree(self.drop_dir, prune=self.rules.prune_dir))
             affected = set(listing) | set(self._units)
@@ -363,7 +405,7 @@ class Daemon:
             return
         files = [(p.path, stats[p.path].size, stats[p.path].mtime_ns) for p in sa.progress]
         files += self._sidecar_stat(sa, stats)
-        signature = tuple(files)
+        signature = _signature(files, stats)
         if self._settled_at.get(sa.rel_path) == signature:
             return  # done (or refused by the server) with exactly these files: nothing to do
         candidates.append(sa)
@@ -435,12 +477,13 @@ class Daemon:
         if self._settled(rel, recipe):
             stats = self._stats.get(self._unit_of(rel), {})
             files = [(p.path, stats[p.path].size, stats[p.path].mtime_ns) for p in sa.progress]
-            self._settled_at[rel] = tuple(files + self._sidecar_stat(sa, stats))
+            self._settled_at[rel] = _signature(files + self._sidecar_stat(sa, stats), stats)
             return
         self.report.clear(rel)
         log.info("artifact.ready", path=str(sa.artifact.path), model=recipe.model)
+        sharers = self._sharers(rel, recipe)
         with self._lock:
-            self._in_flight[rel] = self.jobs.submit(self._job, sa, recipe, expected)
+            self._in_flight[rel] = self.jobs.submit(self._job, sa, recipe, expected, sharers)
 
     def _upload_early(self, sa: ScannedArtifact, files: list[tuple[str, int, int]]) -> None:
         """Upload the weights of a complete artifact whose writer has closed them while the
@@ -523,7 +566,11 @@ class Daemon:
     # -- the work for one artifact, on a worker thread --------------------------------
 
     def _job(
-        self, sa: ScannedArtifact, recipe: Recipe, expected: Mapping[Path, int | None]
+        self,
+        sa: ScannedArtifact,
+        recipe: Recipe,
+        expected: Mapping[Path, int | None],
+        sharers: Mapping[Path, list[ScannedArtifact]],
     ) -> None:
         rel = sa.rel_path
         self._settled_at.pop(rel, None)
@@ -533,13 +580,16 @@ class Daemon:
             paths = recipe.blob_paths()
             results = self.digester.digest_all(paths, expected)
             digests = {p: results[p].digest for p in paths}
+            identities = {p: results[p].key for p in paths}
             self._record(sa, recipe, results)
             futures = [
-                self.host_jobs.submit(self.importer.import_to_host, rel, recipe, digests, host)
+                self.host_jobs.submit(
+                    self.importer.import_to_host, rel, recipe, digests, host, identities
+                )
                 for host in self.hosts
             ]
             outcomes = [(host, f.result()) for host, f in zip(self.hosts, futures, strict=True)]
-            self._after(sa, recipe, outcomes, results)
+            self._after(sa, recipe, outcomes, results, sharers)
         except (StoppedError, CancelledError):
             pass
         except FileChangedError as exc:
@@ -557,7 +607,7 @@ class Daemon:
         rel = sa.rel_path
         try:
             results = self.digester.digest_all(list(expected), expected)
-            blobs = {r.digest: p for p, r in results.items()}
+            blobs = {r.digest: (p, r.key) for p, r in results.items()}
             futures = [
                 self.host_jobs.submit(self.importer.upload_early, blobs, host, sa.artifact.path)
                 for host in self.hosts
@@ -577,15 +627,11 @@ class Daemon:
     def _record(
         self, sa: ScannedArtifact, recipe: Recipe, results: Mapping[Path, HashResult]
     ) -> None:
-        sidecar = sa.artifact.sidecar
-        sidecar_digest = (
-            "sha256:" + hashlib.sha256(sidecar.read_bytes()).hexdigest() if sidecar else None
-        )
         keys: dict[str, FileKey] = {self._rel(p): r.key for p, r in results.items()}
         self.state.upsert_artifact(
             sa.rel_path,
             kind=str(sa.artifact.kind),
-            fingerprint=artifact_fingerprint(keys, sidecar_digest),
+            fingerprint=artifact_fingerprint(keys, recipe.sidecar_digest),
             model=recipe.model,
             digests={self._rel(p): r.digest for p, r in results.items()},
         )
@@ -596,6 +642,7 @@ class Daemon:
         recipe: Recipe,
         outcomes: list[tuple[Host, Outcome]],
         results: Mapping[Path, HashResult],
+        sharers: Mapping[Path, list[ScannedArtifact]],
     ) -> None:
         rel = sa.rel_path
         for host, outcome in outcomes:
@@ -621,25 +668,49 @@ class Daemon:
             self.summary.mark(rel, "failed")
         if all(o.result in (Result.DONE, Result.SKIPPED) for _, o in outcomes):
             self.summary.mark(rel, "done")
-            if any(o.result is Result.DONE for _, o in outcomes):
-                apply_on_success(self.settings.on_success, sa, recipe, self.drop_dir, self.state)
+            if any(o.result is Result.DONE for _, o in outcomes) and self._trusted():
+                apply_on_success(
+                    self.settings.on_success,
+                    recipe,
+                    {p: r.key for p, r in results.items()},
+                    rel=rel,
+                    drop_dir=self.drop_dir,
+                    state=self.state,
+                    needed_elsewhere=lambda path: self._needed(path, sharers),
+                )
 
     # -- helpers ------------------------------------------------------------------------
 
+    def _sharers(self, rel: str, recipe: Recipe) -> dict[Path, list[ScannedArtifact]]:
+        """The other artifacts of the current scan that use a file of ``recipe`` (a projector
+        beside two models, shards named by two sidecars); read on the main loop, where the
+        scan results live."""
+        mine = set(owned_files(recipe, dict.fromkeys(recipe.blob_paths(), _NO_KEY)))
+        found: dict[Path, list[ScannedArtifact]] = {}
+        for result in self._units.values():
+            for other in result.artifacts:
+                if other.rel_path == rel:
+                    continue
+                for f in other.artifact.files:
+                    if f.path in mine:
+                        found.setdefault(f.path, []).append(other)
+        return found
+
+    def _needed(self, path: Path, sharers: Mapping[Path, list[ScannedArtifact]]) -> bool:
+        """True while another artifact that uses ``path`` is still there and not done on
+        every host: its cleanup removes the file once it is done."""
+        for other in sharers.get(path, []):
+            if not os.path.lexists(other.artifact.path):
+                continue  # cleaned (or removed) already
+            rows = self.state.rows(path=other.rel_path)
+            done = {r.host for r in rows if r.state is HostState.DONE}
+            if not all(host.url in done for host in self.hosts):
+                return True
+        return False
+
     def _handle_removed(self, present: set[str]) -> None:
-        try:
-            same_mount = os.stat(self.drop_dir).st_dev == self._drop_dev
-        except OSError:
-            same_mount = False
-        if not same_mount:
-            # An unmounted NFS share or a vanished folder looks like "everything was removed";
-            # acting on that could delete every model. Wait until the folder is back.
-            log.warning(
-                "scan.suspicious",
-                path=str(self.drop_dir),
-                error="the drop folder is missing or another file system now: removals ignored",
-            )
-            return
+        if not self._trusted():
+            return  # an unmounted share looks like "everything was removed"
         with self._lock:
             busy = set(self._in_flight)
         for row in self.state.artifacts():
@@ -735,3 +806,12 @@ class Daemon:
             f"{len(self.summary.refused) + len(self.summary.failed)} refused or failed, "
             f"{busy} in progress"
         )
+
+
+_NO_KEY = FileKey(0, 0, 0, 0, 0)
+
+
+def _signature(files: list[tuple[str, int, int]], stats: Mapping[str, Entry]) -> tuple[object, ...]:
+    """What the files looked like when last handled: with their ctime, which ``cp -p`` of a
+    same-size version with its mtime set back cannot hide."""
+    return tuple((*f, stats[f[0]].ctime_ns if f[0] in stats else 0) for f in files)

@@ -62,7 +62,7 @@ class Digester:
             result = follower.finish(expected)
             self._state.put_digest(result.key, result.digest)
         else:
-            total = expected if expected is not None else path.stat().st_size
+            total = expected if expected is not None else 0
             update, finished = self._progress.track(
                 "hash.progress", f"hash {path.name}", total, path=str(path)
             )
@@ -74,6 +74,7 @@ class Digester:
                         expected_size=expected,
                         stop=self._stop.is_set,
                         on_progress=update,
+                        root=self._followers.root,
                     )
             finally:
                 finished()

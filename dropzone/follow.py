@@ -28,12 +28,18 @@ PREEMPT_AFTER_SECONDS = 0.05  # a slot held by a hash of a complete file frees i
 
 
 class Follower:
-    def __init__(self, path: Path, slots: threading.Semaphore, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        path: Path,
+        slots: threading.Semaphore,
+        stop: threading.Event,
+        root: Path | None = None,
+    ) -> None:
         self.path = path
         self._slots = slots
         self._halt = threading.Event()
         self._stopping = stop
-        self._hasher = FollowingHasher(path, stop=stop.is_set)
+        self._hasher = FollowingHasher(path, stop=stop.is_set, root=root)
         self._thread = threading.Thread(target=self._loop, name=f"follow:{path.name}", daemon=True)
         self._thread.start()
 
@@ -63,9 +69,12 @@ class Follower:
 class Followers:
     """The followers of the daemon, by path."""
 
-    def __init__(self, slots: threading.Semaphore, stop: threading.Event) -> None:
+    def __init__(
+        self, slots: threading.Semaphore, stop: threading.Event, root: Path | None = None
+    ) -> None:
         self._slots = slots
         self._stop = stop
+        self.root = root  # the drop folder: every file is opened through open_verified
         self._by_path: dict[Path, Follower] = {}
         self._lock = threading.Lock()
         self._wanted = 0  # complete files waiting for a slot: start no follower meanwhile
@@ -77,7 +86,7 @@ class Followers:
                 return
             if not self._slots.acquire(blocking=False):
                 return
-            self._by_path[path] = Follower(path, self._slots, self._stop)
+            self._by_path[path] = Follower(path, self._slots, self._stop, self.root)
             log.debug("hash.follow.started", path=str(path))
 
     @contextmanager

@@ -35,6 +35,8 @@ from typing import Protocol
 import structlog
 
 from dropzone.errors import FileChangedError, StoppedError
+from dropzone.identity import FileKey
+from dropzone.safeopen import open_regular, open_verified
 
 MiB = 1024 * 1024
 # Measured on a 2 GiB file in page cache (2-core VM with SHA-NI, alternated with openssl dgst):
@@ -140,20 +142,6 @@ def _read_ahead(
 
 
 @dataclass(frozen=True)
-class FileKey:
-    """The stat identity a digest is valid for; the digest cache's key."""
-
-    dev: int
-    ino: int
-    size: int
-    mtime_ns: int
-
-    @classmethod
-    def from_stat(cls, st: os.stat_result) -> FileKey:
-        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-@dataclass(frozen=True)
 class HashResult:
     digest: str  # "sha256:<hex>"
     key: FileKey  # the file state the digest describes
@@ -197,8 +185,12 @@ class FollowingHasher:
         head_size: int = HEAD_SIZE,
         stop: Callable[[], bool] | None = None,
         on_progress: Callable[[int], None] | None = None,
+        root: Path | None = None,
     ) -> None:
         self.path = path
+        # Under the drop folder every open goes through ``open_verified``; ``dropzone check``
+        # hashes paths given on its command line, wherever they are.
+        self._root = root
         self._chunk_size = chunk_size
         self._head_size = head_size
         self._stop = stop or (lambda: False)
@@ -229,8 +221,8 @@ class FollowingHasher:
     def feed(self) -> int:
         """Hash the bytes present now; return the bytes hashed so far in this pass."""
         if not self._deferred:
-            # Renamed away or not there yet: the next feed looks again.
-            with contextlib.suppress(FileNotFoundError):
+            # Renamed away, not there yet, or not a file we may open: the next feed looks again.
+            with contextlib.suppress(OSError):
                 self._catch_up(final=False)
         return self._hashed
 
@@ -285,7 +277,9 @@ class FollowingHasher:
     def _stat_open(self) -> os.stat_result:
         """fstat of the open file (opening it if needed); REPLACED if the path moved on."""
         if self._file is None:
-            self._file = open(self.path, "rb", buffering=0)  # noqa: SIM115 - kept open across feeds
+            root = self._root
+            fd = open_regular(self.path) if root is None else open_verified(root, self.path)
+            self._file = io.FileIO(fd, "rb")
             st = os.fstat(self._file.fileno())
             self._identity = (st.st_dev, st.st_ino)
             return st
@@ -362,6 +356,8 @@ class FollowingHasher:
             st = self._stat_open()
         except FileNotFoundError:
             raise FileChangedError(str(self.path), "vanished while being hashed") from None
+        except OSError as exc:  # replaced by a link out of the drop folder, a FIFO…
+            raise FileChangedError(str(self.path), exc.strerror or str(exc)) from exc
         if expected_size is not None and st.st_size != expected_size:
             raise FileChangedError(
                 str(self.path), f"has {st.st_size} bytes, readiness expected {expected_size}"
@@ -413,12 +409,14 @@ def hash_file(
     expected_size: int | None = None,
     stop: Callable[[], bool] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    root: Path | None = None,
 ) -> HashResult:
     """Digest of a file that is complete now: from the cache, else hashed, checked and cached."""
     hit = None if store is None else cached_digest(store, path)
     if hit is not None and (expected_size is None or hit.size == expected_size):
         return hit
-    result = FollowingHasher(path, stop=stop, on_progress=on_progress).finish(expected_size)
+    hasher = FollowingHasher(path, stop=stop, on_progress=on_progress, root=root)
+    result = hasher.finish(expected_size)
     if store is not None:
         remember(store, result)
     return result

@@ -8,6 +8,7 @@ until the files or the sidecar change; a digest mismatch asks the caller to re-h
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -25,11 +26,13 @@ from dropzone.errors import (
     OllamaError,
     StoppedError,
 )
+from dropzone.identity import FileKey
 from dropzone.keylocks import KeyLocks
 from dropzone.model import Recipe
 from dropzone.ollama import OllamaClient
 from dropzone.plan import Recorded, Step, backoff_seconds, next_step, unsupported_feature
 from dropzone.progress import Progress
+from dropzone.safeopen import matches_followed, open_verified
 from dropzone.state import HostState, StateStore, request_fingerprint
 
 log = structlog.get_logger("dropzone.importer")
@@ -40,7 +43,8 @@ class Result(StrEnum):
     SKIPPED = "skipped"  # already done with this exact request
     RETRY = "retry"  # transient failure; retry at ``retry_at``
     FAILED = "failed"  # permanent for this request
-    REHASH = "rehash"  # a file changed under its digest
+    REHASH = "rehash"  # the server saw other bytes than the digest says: hash again
+    CHANGED = "changed"  # a file of the recipe is not the one hashed any more: a new version
     STOPPED = "stopped"  # the daemon is stopping; resumes on next start
 
 
@@ -65,6 +69,7 @@ class Importer:
         self,
         state: StateStore,
         *,
+        drop_dir: Path,
         upload_slots: threading.Semaphore,
         stop: threading.Event,
         clock: Callable[[], float] = time.time,
@@ -72,6 +77,7 @@ class Importer:
         progress: Progress | None = None,
     ) -> None:
         self._state = state
+        self._drop_dir = drop_dir
         self._slots = upload_slots
         self._stop = stop
         self._clock = clock
@@ -80,9 +86,17 @@ class Importer:
         self._blob_locks = KeyLocks()  # one upload per (host, digest) at a time
 
     def import_to_host(
-        self, key: str, recipe: Recipe, digests: Mapping[Path, str], host: Host
+        self,
+        key: str,
+        recipe: Recipe,
+        digests: Mapping[Path, str],
+        host: Host,
+        identities: Mapping[Path, FileKey],
     ) -> Outcome:
-        """Bring ``recipe`` to ``host``; ``key`` names the artifact in the state store."""
+        """Bring ``recipe`` to ``host``; ``key`` names the artifact in the state store.
+
+        ``identities`` are the files as they were hashed: each upload reads from a file whose
+        ``fstat`` still matches, and the create goes out only while every file matches."""
         request = recipe.request(digests)
         fingerprint = request_fingerprint(request)
         row = self._state.host_state(key, host.url)
@@ -109,13 +123,19 @@ class Importer:
                 request=request,
                 fingerprint=fingerprint,
                 ctx=ctx,
+                identities=identities,
             )
         except StoppedError:
             return Outcome(Result.STOPPED)
-        except (DigestMismatchError, FileChangedError) as exc:
+        except DigestMismatchError as exc:
             self._state.set_host_state(key, host.url, HostState.PENDING, error=str(exc))
             log.warning("blob.digest_mismatch", **ctx, error=str(exc))
             return Outcome(Result.REHASH, str(exc))
+        except FileChangedError as exc:
+            # Not an error: a new version (or a removal) the next look at the folder meets.
+            self._state.set_host_state(key, host.url, HostState.PENDING, error=str(exc))
+            log.info("artifact.changed", **ctx, error=str(exc))
+            return Outcome(Result.CHANGED, str(exc))
         except OllamaError as exc:
             return self._failed(
                 key, host, exc, attempts + 1, ctx, model=recipe.model, fingerprint=fingerprint
@@ -131,6 +151,7 @@ class Importer:
         request: Mapping[str, object],
         fingerprint: str,
         ctx: dict[str, str],
+        identities: Mapping[Path, FileKey],
     ) -> Outcome:
         if host.version is None:
             host.version = host.client.version()
@@ -149,10 +170,11 @@ class Importer:
         self._state.set_host_state(
             key, host.url, HostState.UPLOADING, model=recipe.model, request_fingerprint=fingerprint
         )
-        blobs = {digests[p]: p for p in recipe.blob_paths()}
+        blobs = {digests[p]: (p, identities[p]) for p in recipe.blob_paths()}
         self._ensure_blobs(blobs, host, ctx)
         # The server prunes unreferenced blobs at start: one may be gone if it restarted since.
         self._ensure_blobs(blobs, host, ctx, again=True)
+        verify_unchanged(self._drop_dir, recipe, identities)
         self._state.set_host_state(key, host.url, HostState.CREATING)
         started = time.monotonic()
         for status in host.client.create(request):
@@ -164,7 +186,9 @@ class Importer:
         log.info("model.created", **ctx, seconds=seconds)
         return Outcome(Result.DONE)
 
-    def upload_early(self, blobs: Mapping[str, Path], host: Host, artifact: Path) -> None:
+    def upload_early(
+        self, blobs: Mapping[str, tuple[Path, FileKey]], host: Host, artifact: Path
+    ) -> None:
         """Upload the blobs of an artifact that is complete but still settling.
 
         Nothing is recorded and nothing is retried: the import that follows once the artifact
@@ -182,13 +206,13 @@ class Importer:
 
     def _ensure_blobs(
         self,
-        blobs: Mapping[str, Path],
+        blobs: Mapping[str, tuple[Path, FileKey]],
         host: Host,
         ctx: Mapping[str, object],
         *,
         again: bool = False,
     ) -> None:
-        for digest, path in blobs.items():
+        for digest, (path, identity) in blobs.items():
             self._check_stop()
             with self._blob_locks.hold((host.url, digest), self._stop):
                 if host.client.blob_exists(digest):
@@ -196,18 +220,27 @@ class Importer:
                         log.info("blob.exists", **ctx, digest=digest, file=str(path))
                     continue
                 with self._slots:
-                    self._upload(digest, path, host, ctx)
+                    self._upload(digest, path, identity, host, ctx)
 
-    def _upload(self, digest: str, path: Path, host: Host, ctx: Mapping[str, object]) -> None:
-        size = path.stat().st_size
+    def _upload(
+        self,
+        digest: str,
+        path: Path,
+        identity: FileKey,
+        host: Host,
+        ctx: Mapping[str, object],
+    ) -> None:
+        fd = _open_hashed(self._drop_dir, path, identity)
+        size = identity.size
         started = time.monotonic()
         progress, finished = self._progress.track(
             "blob.upload.progress", f"upload {path.name}", size, **ctx, digest=digest
         )
         try:
-            created = host.client.push_blob(digest, path, progress=progress, cancel=self._stop)
+            created = host.client.push_blob(digest, fd, progress=progress, cancel=self._stop)
         finally:
             finished()
+            os.close(fd)
         seconds = max(time.monotonic() - started, 1e-9)
         log.info(
             "blob.uploaded",
@@ -260,6 +293,24 @@ class Importer:
     def _check_stop(self) -> None:
         if self._stop.is_set():
             raise StoppedError("stopping")
+
+
+def _open_hashed(drop_dir: Path, path: Path, identity: FileKey) -> int:
+    """``path`` opened as the very file that was hashed; ``FileChangedError`` otherwise."""
+    try:
+        return open_verified(drop_dir, path, expect=identity)
+    except OSError as exc:  # removed, replaced by a link out, a FIFO: not what was hashed
+        raise FileChangedError(str(path), exc.strerror or str(exc)) from exc
+
+
+def verify_unchanged(drop_dir: Path, recipe: Recipe, identities: Mapping[Path, FileKey]) -> None:
+    """``FileChangedError`` unless every file of ``recipe`` is still the one hashed and its
+    sidecar the one read: a create goes out only for verified bytes."""
+    for path in recipe.blob_paths():
+        os.close(_open_hashed(drop_dir, path, identities[path]))
+    sidecar, key = recipe.sidecar, recipe.sidecar_key
+    if sidecar is not None and key is not None and not matches_followed(sidecar, key):
+        raise FileChangedError(str(sidecar), "changed since it was read")
 
 
 def _status_fields(status: Mapping[str, object]) -> dict[str, object]:

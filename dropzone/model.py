@@ -13,6 +13,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from dropzone.identity import FileKey
+
 
 class ArtifactKind(StrEnum):
     GGUF = "gguf"  # one model GGUF (with its projector, if any)
@@ -56,6 +58,8 @@ class Recipe:
     adapters: Mapping[str, Path] = field(default_factory=dict)
     fields: Mapping[str, Any] = field(default_factory=dict)  # from, system, template, …
     draft_files: Mapping[str, Path] = field(default_factory=dict)  # speculative-decoding draft
+    sidecar_key: FileKey | None = None  # the identity of the sidecar as it was read
+    sidecar_digest: str | None = None  # and the digest of what was read
 
     def blob_paths(self) -> list[Path]:
         """Every file whose bytes must be on the server, in a stable order."""

@@ -147,20 +147,24 @@ class OllamaClient:
     def push_blob(
         self,
         digest: str,
-        path: Path | str,
+        source: Path | str | int,
         *,
         progress: Callable[[int], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> bool:
-        """Upload ``path`` as ``digest``: True if created (201), False if already there (200)."""
+        """Upload ``source`` as ``digest``: True if created (201), False if already there (200).
+
+        ``source`` is a path, or a file descriptor the caller opened (and verified: see
+        ``safeopen.open_verified``) and still owns; it is read from its current offset."""
         url = _blob_path(digest)
+        name = f"fd {source}" if isinstance(source, int) else str(source)
         try:
-            file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the with below
+            fd = os.dup(source) if isinstance(source, int) else os.open(source, os.O_RDONLY)
         except OSError as exc:
-            raise FileChangedError(str(path), f"cannot be opened for upload: {exc}") from exc
-        with file:
+            raise FileChangedError(name, f"cannot be opened for upload: {exc}") from exc
+        with io.FileIO(fd, "rb") as file:
             size = os.fstat(file.fileno()).st_size
-            body = _chunks(file, str(path), size, progress, cancel)
+            body = _chunks(file, name, size, progress, cancel)
             try:
                 response = self._send(
                     "POST",

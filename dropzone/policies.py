@@ -1,18 +1,27 @@
 """What happens to files after import (``on_success``) and to models when files go
-(``on_removed``)."""
+(``on_removed``).
+
+Cleanup removes only what was imported: the recipe's own files (weights, the files Ollama's
+converter reads, adapters, the sidecar), each only while ``lstat`` still shows the identity that
+was hashed or read, then folders left empty by that. Never a whole folder, never a file that
+belongs to no artifact. If any file of the recipe is another version now, nothing is cleaned:
+that version is imported next, and cleaned after its own import. A file that another artifact
+still needs (a projector beside two models) stays until that one is done too.
+"""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Sequence
+import errno
+import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import structlog
 
 from dropzone.errors import OllamaError
+from dropzone.identity import FileKey
 from dropzone.importer import Host
-from dropzone.model import ArtifactKind, Recipe
-from dropzone.scanner import ScannedArtifact
+from dropzone.model import Recipe
 from dropzone.state import ArtifactRow, HostState, StateStore
 
 log = structlog.get_logger("dropzone.policies")
@@ -20,56 +29,117 @@ log = structlog.get_logger("dropzone.policies")
 IMPORTED_DIR = ".imported"  # hidden, so the scanner never sees what was moved there
 
 
-def _owned_paths(sa: ScannedArtifact, recipe: Recipe) -> list[Path]:
-    """The artifact's own files (a safetensors folder as a whole) and its sidecar."""
-    art = sa.artifact
-    if art.kind in (ArtifactKind.SAFETENSORS, ArtifactKind.SAFETENSORS_ADAPTER):
-        paths = [art.path]
-    else:
-        paths = [f.path for f in art.files]
-    if art.sidecar is not None and not art.sidecar.is_relative_to(art.path):
-        paths.append(art.sidecar)
-    return paths
+def owned_files(recipe: Recipe, identities: Mapping[Path, FileKey]) -> dict[Path, FileKey]:
+    """The recipe's own files with the identity each had when it was hashed or read."""
+    files = {p: identities[p] for p in recipe.blob_paths() if p in identities}
+    if recipe.sidecar is not None and recipe.sidecar_key is not None:
+        files[recipe.sidecar] = recipe.sidecar_key
+    return files
 
 
 def _free_name(target: Path) -> Path:
-    """``target``, or ``target.1``, ``target.2``… if an earlier import left that name: moving
-    a folder onto an existing one would nest it inside instead of replacing it."""
+    """``target``, or ``target.1``, ``target.2``… if an earlier import left that name."""
     candidate, n = target, 0
-    while candidate.exists():
+    while os.path.lexists(candidate):
         n += 1
         candidate = target.with_name(f"{target.name}.{n}")
     return candidate
 
 
+def _move_aside(path: Path, drop_dir: Path) -> None:
+    """Move ``path`` under ``.imported/`` keeping its relative path, never over a name taken:
+    a hard link fails with EEXIST instead of replacing, so a name taken between the look and
+    the move is not lost either."""
+    target = _free_name(drop_dir / IMPORTED_DIR / path.relative_to(drop_dir))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(path, target, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno == errno.EEXIST:
+            return _move_aside(path, drop_dir)
+        os.rename(path, target)  # no hard links here (some FUSE file systems)
+        return None
+    os.unlink(path)
+    return None
+
+
+def _remove_empty_parents(paths: Sequence[Path], drop_dir: Path) -> None:
+    for parent in sorted({p.parent for p in paths}, key=lambda p: len(p.parts), reverse=True):
+        folder = parent
+        while folder != drop_dir and folder.is_relative_to(drop_dir):
+            try:
+                folder.rmdir()  # only succeeds on an empty folder
+            except OSError:
+                break
+            folder = folder.parent
+
+
 def apply_on_success(
-    policy: str, sa: ScannedArtifact, recipe: Recipe, drop_dir: Path, state: StateStore
+    policy: str,
+    recipe: Recipe,
+    identities: Mapping[Path, FileKey],
+    *,
+    rel: str,
+    drop_dir: Path,
+    state: StateStore,
+    needed_elsewhere: Callable[[Path], bool],
 ) -> None:
+    """Apply ``policy`` to the files of ``recipe`` (imported, done on every host)."""
     if policy == "keep":
         return
-    for path in _owned_paths(sa, recipe):
+    files = owned_files(recipe, identities)
+    present = {p: k for p, k in files.items() if os.path.lexists(p)}
+    changed = [p for p, k in present.items() if not _is(p, k)]
+    if changed:
+        log.info(
+            "artifact.cleanup_skipped",
+            path=str(recipe.artifact.path),
+            policy=policy,
+            changed=[str(p) for p in changed],
+            reason="another version is there now: it is imported, then cleaned",
+        )
+        return
+    done: list[Path] = []
+    kept: list[str] = []
+    for path in present:
+        if needed_elsewhere(path):
+            kept.append(str(path))
+            continue
         try:
             if policy == "delete":
-                if path.is_dir():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink(missing_ok=True)
+                os.unlink(path)
             else:
-                target = _free_name(drop_dir / IMPORTED_DIR / path.relative_to(drop_dir))
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(path, target)
+                _move_aside(path, drop_dir)
         except OSError as exc:
             log.error(
                 "artifact.cleanup_failed",
                 path=str(path),
                 policy=policy,
-                error=str(exc),
+                error=exc.strerror or str(exc),
                 fix="make the drop folder writable by the dropzone user",
             )
             return
+        done.append(path)
+    _remove_empty_parents(done, drop_dir)
     # Forget the artifact: its absence is our doing, not a removal to act on.
-    state.forget_artifact(sa.rel_path)
-    log.info("artifact.cleaned", path=str(sa.artifact.path), policy=policy, model=recipe.model)
+    state.forget_artifact(rel)
+    log.info(
+        "artifact.cleaned",
+        path=str(recipe.artifact.path),
+        policy=policy,
+        model=recipe.model,
+        files=len(done),
+        kept_for_others=kept,
+    )
+
+
+def _is(path: Path, key: FileKey) -> bool:
+    """``path`` itself is a regular file with identity ``key``. A symlink is never removed:
+    what was hashed is its target, which may be another artifact's file."""
+    try:
+        return FileKey.from_stat(os.lstat(path)) == key
+    except OSError:
+        return False
 
 
 def apply_on_removed(

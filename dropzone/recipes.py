@@ -80,6 +80,8 @@ def _build(
         adapters=adapters,
         fields=fields,
         draft_files=drafts,
+        sidecar_key=spec.key,
+        sidecar_digest=spec.digest,
     )
 
 

@@ -99,7 +99,7 @@ class Tree:
     # --- reading ---------------------------------------------------------------------------
 
     def _read(self, reader: Callable[[BinaryIO], T], tag: str, e: Entry) -> Outcome[T]:
-        key, version = (tag, e.path), (e.dev, e.inode, e.size, e.mtime_ns)
+        key, version = (tag, e.path), (e.dev, e.inode, e.size, e.mtime_ns, e.ctime_ns)
         if (hit := self._cache.get(key, version)) is not None:
             return hit  # type: ignore[return-value]  # stored by this method, same tag
         try:

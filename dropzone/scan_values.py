@@ -32,6 +32,8 @@ class Entry:
     # leads out of the drop folder (``outside``) or nowhere (dangling).
     target: str | None = None
     outside: bool = False
+    # Part of the file's identity: ``utime`` cannot set it back (see ``identity.FileKey``).
+    ctime_ns: int = 0
 
     @property
     def name(self) -> str:

@@ -22,6 +22,7 @@ import structlog
 from dropzone import scan_folders, scan_gguf
 from dropzone.errors import Problem
 from dropzone.filters import DEFAULT_RULES, IgnoreRules
+from dropzone.safeopen import open_verified
 from dropzone.scan_tree import HeaderCache, Opener, Tree
 from dropzone.scan_values import (
     Draft,
@@ -70,7 +71,12 @@ def list_tree(
     """
     real_root = os.path.realpath(root)
     out: list[Entry] = []
-    stack = [(under, os.path.join(os.fspath(root), under) if under else os.fspath(root))]
+    start = os.path.join(os.fspath(root), under) if under else os.fspath(root)
+    if under and os.path.realpath(start) != os.path.join(real_root, under):
+        # A unit that is (or lies under) a symlink now: the listing of the top level reports
+        # the link itself, and nothing behind it is walked.
+        return out
+    stack = [(under, start)]
     while stack:
         rel_dir, abs_dir = stack.pop()
         try:
@@ -114,23 +120,17 @@ def _from_stat(rel: str, st: os.stat_result) -> Entry | None:
     is_dir = stat.S_ISDIR(st.st_mode)
     if not is_dir and not stat.S_ISREG(st.st_mode):
         return None
-    return Entry(rel, 0 if is_dir else st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, is_dir)
+    size = 0 if is_dir else st.st_size
+    return Entry(rel, size, st.st_mtime_ns, st.st_dev, st.st_ino, is_dir, ctime_ns=st.st_ctime_ns)
 
 
 def open_under(root: str | os.PathLike[str]) -> Opener:
-    """The default ``open_file``: open ``root/rel`` for reading, refusing anything but a
-    regular file (without blocking on a FIFO swapped in since the listing)."""
+    """The default ``open_file``: open ``root/rel`` for reading through ``open_verified``:
+    never a link out of ``root``, never anything but a regular file, never blocking."""
     base = Path(root)
 
     def open_file(rel: str) -> BinaryIO:
-        fd = os.open(base / rel, os.O_RDONLY | os.O_NONBLOCK)
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise IsADirectoryError(f"{base / rel} is not a regular file")
-        except BaseException:
-            os.close(fd)
-            raise
-        return os.fdopen(fd, "rb")
+        return os.fdopen(open_verified(base, rel), "rb")
 
     return open_file
 

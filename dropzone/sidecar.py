@@ -10,6 +10,7 @@ aliases are refused before it runs (no object construction, no alias bombs).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -24,9 +25,11 @@ import yaml
 from dropzone import parameters as rules
 from dropzone import paths
 from dropzone.errors import Problem, ProblemError
+from dropzone.identity import FileKey
 from dropzone.model import Artifact, ArtifactKind
 from dropzone.modelfile import modelfile_fields, parse_modelfile
 from dropzone.names import InvalidNameError, parse_name
+from dropzone.safeopen import open_verified
 
 MAX_SIDECAR_BYTES = 1 << 20
 MAX_YAML_DEPTH = 32
@@ -57,6 +60,10 @@ class SidecarSpec:
     draft_quantize: str | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[Problem, ...] = ()
+    # The identity and digest of the sidecar as read: cleanup removes it only while it is
+    # still this file, and the state store fingerprints what was read, not a second read.
+    key: FileKey | None = field(default=None, compare=False)
+    digest: str | None = field(default=None, compare=False)
 
 
 def sidecar_format(path: Path) -> str | None:
@@ -194,22 +201,23 @@ def _key_pattern(key: str) -> re.Pattern[str]:
     return re.compile(rf"{before}[\"']?{re.escape(key)}[\"']?[ \t]*[:=\].]", re.MULTILINE)
 
 
-def _read_limited(path: Path) -> bytes:
-    """The file's bytes, refused beyond MAX_SIDECAR_BYTES before anything parses them."""
+def _read_limited(path: Path, drop_dir: Path) -> tuple[bytes, FileKey]:
+    """The file's bytes and the identity of what was read, refused beyond MAX_SIDECAR_BYTES
+    before anything parses them. Opened through ``open_verified``: never a link out of the
+    drop folder, never a FIFO (which would block the reading thread)."""
     source = str(path)
     try:
-        size = path.stat().st_size
-        if size <= MAX_SIDECAR_BYTES:
-            with path.open("rb") as f:
-                data = f.read(MAX_SIDECAR_BYTES + 1)
-            size = len(data)  # it may have grown since stat
+        with os.fdopen(open_verified(drop_dir, path), "rb") as f:
+            key = FileKey.from_stat(os.fstat(f.fileno()))
+            data = f.read(MAX_SIDECAR_BYTES + 1) if key.size <= MAX_SIDECAR_BYTES else b""
+        size = max(key.size, len(data))  # it may have grown since fstat
     except OSError as e:
         problem = Problem(source, f"cannot read: {e.strerror}", "check its permissions")
         raise ProblemError([problem]) from e
     if size > MAX_SIDECAR_BYTES:
         message = f"{size} bytes: more than the {MAX_SIDECAR_BYTES} a sidecar may have"
         raise ProblemError([Problem(source, message, "sidecars hold settings; keep them small")])
-    return data
+    return data, key
 
 
 def load_sidecar(path: Path, *, drop_dir: Path) -> SidecarSpec | list[Problem]:
@@ -225,7 +233,8 @@ def load_sidecar(path: Path, *, drop_dir: Path) -> SidecarSpec | list[Problem]:
     if isinstance(inside, Problem):
         return [inside]
     try:
-        fields, warnings, locate = parse_sidecar(_read_limited(path), path=source, fmt=fmt)
+        data, key = _read_limited(path, drop_dir)
+        fields, warnings, locate = parse_sidecar(data, path=source, fmt=fmt)
     except ProblemError as e:
         return list(e.problems)
     problems: list[Problem] = []
@@ -255,6 +264,8 @@ def load_sidecar(path: Path, *, drop_dir: Path) -> SidecarSpec | list[Problem]:
         draft_quantize=fields.pop("draft_quantize", None),
         fields=fields,
         warnings=tuple(warnings),
+        key=key,
+        digest="sha256:" + hashlib.sha256(data).hexdigest(),
     )
 
 
@@ -275,7 +286,8 @@ def read_hf_side_files(
         try:
             if isinstance(found, Problem):
                 raise ProblemError([found])
-            fields[key] = _side_file_value(_read_limited(path), path=str(path), key=key)
+            data, _ = _read_limited(path, drop_dir)
+            fields[key] = _side_file_value(data, path=str(path), key=key)
         except ProblemError as e:
             problems.extend(e.problems)
     return fields, problems

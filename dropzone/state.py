@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any, Final, TypeVar
 
 from dropzone.errors import ConfigError
-from dropzone.hashing import FileKey
+from dropzone.identity import FileKey
 
 DB_NAME = "state.sqlite3"
 _T = TypeVar("_T")
@@ -55,6 +55,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             updated_at REAL NOT NULL,
             PRIMARY KEY (path, host)
         )""",
+    ),
+    (
+        # The digest cache gains ctime_ns (see FileKey). Old entries cannot be told apart from
+        # a same-size rewrite with its mtime set back, so they go: each file is hashed once more.
+        "DROP TABLE digests",
+        """CREATE TABLE digests (
+            dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, digest TEXT NOT NULL,
+            recorded_at REAL NOT NULL,
+            PRIMARY KEY (dev, ino, size, mtime_ns, ctime_ns)
+        ) WITHOUT ROWID""",
+        # Facts about this store's drop folder (its identity), one value per key.
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ),
 )
 
@@ -114,7 +127,7 @@ def artifact_fingerprint(files: Mapping[str, FileKey], sidecar_digest: str | Non
     """Changes whenever any file's identity, size or mtime or the sidecar's content changes."""
     return _sha256_json(
         {
-            "files": {k: [f.dev, f.ino, f.size, f.mtime_ns] for k, f in files.items()},
+            "files": {k: list(_key_values(f)) for k, f in files.items()},
             "sidecar": sidecar_digest,
         }
     )
@@ -219,24 +232,26 @@ class StateStore:
     def get_digest(self, key: FileKey) -> str | None:
         with self._lock:
             row = self._conn.execute(
-                "SELECT digest FROM digests WHERE dev=? AND ino=? AND size=? AND mtime_ns=?",
-                (key.dev, key.ino, key.size, key.mtime_ns),
+                "SELECT digest FROM digests WHERE dev=? AND ino=? AND size=? AND mtime_ns=?"
+                " AND ctime_ns=?",
+                _key_values(key),
             ).fetchone()
         return None if row is None else str(row[0])
 
     def put_digest(self, key: FileKey, digest: str) -> None:
         with self._tx():
             self._conn.execute(
-                "INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?)",
-                (key.dev, key.ino, key.size, key.mtime_ns, digest, self._clock()),
+                "INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (*_key_values(key), digest, self._clock()),
             )
 
     def forget_digest(self, key: FileKey) -> None:
         """Drop one cached digest (the server saw other bytes: the file must be hashed again)."""
         with self._tx():
             self._conn.execute(
-                "DELETE FROM digests WHERE dev=? AND ino=? AND size=? AND mtime_ns=?",
-                (key.dev, key.ino, key.size, key.mtime_ns),
+                "DELETE FROM digests WHERE dev=? AND ino=? AND size=? AND mtime_ns=?"
+                " AND ctime_ns=?",
+                _key_values(key),
             )
 
     def prune_digests(self, keep: Iterable[FileKey]) -> int:
@@ -246,13 +261,26 @@ class StateStore:
             self._conn.execute("DELETE FROM keep_keys")
             self._conn.executemany(
                 "INSERT OR IGNORE INTO keep_keys VALUES (?)",
-                ((f"{k.dev}:{k.ino}:{k.size}:{k.mtime_ns}",) for k in keep),
+                ((":".join(map(str, _key_values(k))),) for k in keep),
             )
             cur = self._conn.execute(
                 "DELETE FROM digests WHERE dev || ':' || ino || ':' || size || ':' || mtime_ns"
-                " NOT IN (SELECT k FROM keep_keys)"
+                " || ':' || ctime_ns NOT IN (SELECT k FROM keep_keys)"
             )
             return cur.rowcount
+
+    # -- facts about the drop folder -----------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, values: Mapping[str, str]) -> None:
+        with self._tx():
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", values.items()
+            )
 
     # -- artifacts ------------------------------------------------------------------------
 
@@ -292,6 +320,10 @@ class StateStore:
                 (str(path),),
             ).fetchone()
         return None if row is None else _artifact_row(row)
+
+    def knows_artifacts(self) -> bool:
+        with self._lock:
+            return self._conn.execute("SELECT 1 FROM artifacts LIMIT 1").fetchone() is not None
 
     def artifacts(self) -> list[ArtifactRow]:
         with self._lock:
@@ -412,6 +444,10 @@ _SELECT_HOSTS = (
     "SELECT path, host, state, model, request_fingerprint, attempts, last_error,"
     " next_retry_at, updated_at FROM artifact_hosts"
 )
+
+
+def _key_values(key: FileKey) -> tuple[int, int, int, int, int]:
+    return (key.dev, key.ino, key.size, key.mtime_ns, key.ctime_ns)
 
 
 def _pick(value: _T | _Keep, old: _T) -> _T:

@@ -54,7 +54,9 @@ def list_units(
     found: dict[str, list[Entry]] = {}
     for unit in units:
         entries = listing.get(unit, [])
-        is_folder = unit != ROOT and any(e.is_dir and e.path == unit for e in entries)
+        is_folder = unit != ROOT and any(
+            e.is_dir and not e.is_symlink and e.path == unit for e in entries
+        )
         if is_folder and not prune(unit):
             entries = entries + list_tree(drop_dir, prune=prune, under=unit)
         found[unit] = sorted(entries, key=lambda e: e.path)

@@ -64,6 +64,8 @@ def start(settings_for: Callable[..., Settings], capture: LogCapture) -> Iterato
         return running[-1]
 
     yield start_daemon
+    # Shown by pytest only when the test failed: what the daemons said.
+    print(*(dict(e) for e in capture.entries), sep="\n")
     for r in running:
         assert r.stop() == 0
     crashed = [e for e in capture.entries if e["event"] == "artifact.error"]

@@ -16,7 +16,7 @@ from structlog.testing import LogCapture
 from dropzone import daemon as daemon_module
 from dropzone import readiness
 from dropzone.daemon import Daemon
-from dropzone.hashing import FileKey
+from dropzone.identity import FileKey
 from dropzone.ollama import OllamaClient, make_http_client
 from dropzone.policies import _free_name
 from dropzone.settings import Settings

@@ -22,7 +22,7 @@ from dropzone.diagnosis import (
     version_finding,
 )
 from dropzone.fsinfo import FileInfo, FolderSurvey, InotifyLimits
-from dropzone.state import StateStore
+from dropzone.state import MIGRATIONS, StateStore
 from dropzone.testing.builders import build_gguf, build_split_gguf
 from dropzone.testing.ollama import Emulator
 
@@ -125,7 +125,8 @@ def test_an_existing_current_state_store_is_ok(
         store.upsert_artifact("m.gguf", kind="gguf", fingerprint="f")
     code, findings = doctor(capsys, write_config(tmp_path, ollama_hosts=[emulator.url]))
     assert code == 0
-    assert "schema version 1 (current), 1 artifact(s)" in finding(findings, "state store")["detail"]
+    detail = finding(findings, "state store")["detail"]
+    assert f"schema version {len(MIGRATIONS)} (current), 1 artifact(s)" in detail
 
 
 def test_a_stopped_host_and_a_closed_port_are_problems_with_a_fix(

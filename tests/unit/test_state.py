@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dropzone.errors import ConfigError
-from dropzone.hashing import FileKey
+from dropzone.identity import FileKey
 from dropzone.state import (
     DB_NAME,
     MIGRATIONS,
@@ -63,7 +63,7 @@ def test_each_transition_is_visible_to_another_process_before_the_call_returns(
 
 
 def test_reopening_after_close_shows_everything_committed(tmp_path: Path) -> None:
-    key = FileKey(dev=1, ino=2, size=3, mtime_ns=4)
+    key = FileKey(dev=1, ino=2, size=3, mtime_ns=4, ctime_ns=5)
     with StateStore.open(tmp_path) as store:
         store.put_digest(key, "sha256:" + "a" * 64)
         store.upsert_artifact(
@@ -84,7 +84,7 @@ def test_reopening_after_close_shows_everything_committed(tmp_path: Path) -> Non
 
 
 def test_unknown_rows_are_none(store: StateStore) -> None:
-    assert store.get_digest(FileKey(9, 9, 9, 9)) is None
+    assert store.get_digest(FileKey(9, 9, 9, 9, 1)) is None
     assert store.artifact("/nope") is None
     assert store.host_state("/nope", HOST) is None
 
@@ -197,7 +197,7 @@ def test_threads_can_write_and_read_concurrently(tmp_path: Path) -> None:
                 store.upsert_artifact(path, kind="gguf", fingerprint=str(i))
                 for state in (HostState.HASHING, HostState.UPLOADING, HostState.DONE):
                     store.set_host_state(path, HOST, state, attempts=i)
-                store.put_digest(FileKey(n, i, 1, 1), f"sha256:{n}-{i}")
+                store.put_digest(FileKey(n, i, 1, 1, 1), f"sha256:{n}-{i}")
                 assert store.host_state(path, HOST) is not None
                 store.rows(path=path)
         except BaseException as e:
@@ -214,7 +214,7 @@ def test_threads_can_write_and_read_concurrently(tmp_path: Path) -> None:
         rows = store.rows()
         assert len(rows) == 400
         assert {r.state for r in rows} == {HostState.DONE}
-        assert store.get_digest(FileKey(7, 49, 1, 1)) == "sha256:7-49"
+        assert store.get_digest(FileKey(7, 49, 1, 1, 1)) == "sha256:7-49"
 
 
 def test_two_processes_opening_a_new_store_at_once_both_succeed(tmp_path: Path) -> None:
@@ -273,7 +273,7 @@ def test_readonly_open_reads_an_existing_store_and_refuses_a_missing_one(tmp_pat
 
 
 def test_prune_digests_keeps_only_the_given_keys(store: StateStore) -> None:
-    keys = [FileKey(1, i, 10, 20) for i in range(5)]
+    keys = [FileKey(1, i, 10, 20, 1) for i in range(5)]
     for k in keys:
         store.put_digest(k, f"d{k.ino}")
     assert store.prune_digests(keys[:2]) == 3
@@ -295,18 +295,18 @@ def test_request_fingerprint_ignores_key_order_and_stream() -> None:
 
 
 def test_artifact_fingerprint_changes_with_any_file_stat_or_the_sidecar() -> None:
-    files = {"m.gguf": FileKey(1, 2, 3, 4)}
+    files = {"m.gguf": FileKey(1, 2, 3, 4, 1)}
     base = artifact_fingerprint(files, "sha256:s")
     assert base == artifact_fingerprint(dict(files), "sha256:s")
-    assert base != artifact_fingerprint({"m.gguf": FileKey(1, 2, 3, 5)}, "sha256:s")
-    assert base != artifact_fingerprint({"m.gguf": FileKey(1, 9, 3, 4)}, "sha256:s")
+    assert base != artifact_fingerprint({"m.gguf": FileKey(1, 2, 3, 5, 1)}, "sha256:s")
+    assert base != artifact_fingerprint({"m.gguf": FileKey(1, 9, 3, 4, 1)}, "sha256:s")
     assert base != artifact_fingerprint(files, "sha256:t")
     assert base != artifact_fingerprint(files, None)
 
 
 def test_a_forgotten_digest_is_no_longer_cached(tmp_path: Path) -> None:
     store = StateStore.open(tmp_path)
-    key = FileKey(1, 2, 3, 4)
+    key = FileKey(1, 2, 3, 4, 1)
     store.put_digest(key, "sha256:" + "a" * 64)
     store.forget_digest(key)
     assert store.get_digest(key) is None

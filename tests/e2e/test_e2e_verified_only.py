@@ -1,0 +1,70 @@
+"""The real process acts only on what was verified (issue #10): a same-size version copied
+with ``cp -p`` over an imported file is imported after SIGHUP and after a restart, and an empty
+folder in place of the drop folder (an unmounted share) deletes no model."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from conftest import Dropzone, digest_of
+
+from dropzone.testing.builders import build_gguf
+from dropzone.testing.ollama import Emulator
+
+
+def _cp_p_same_size(target: Path, source: Path) -> str:
+    old = target.stat()
+    os.utime(source, ns=(old.st_atime_ns, old.st_mtime_ns))
+    subprocess.run(["cp", "-p", str(source), str(target)], check=True)
+    after = target.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        old.st_ino,
+        old.st_size,
+        old.st_mtime_ns,
+    )
+    return digest_of(target)
+
+
+def test_cp_p_of_a_same_size_version_is_imported_after_sighup_and_after_a_restart(
+    dropzone: Dropzone, emulator: Emulator, tmp_path: Path
+) -> None:
+    gguf = build_gguf(dropzone.drop / "Same.gguf", seed=1)
+    daemon = dropzone.run()
+    daemon.wait_for("artifact.done", model="same:latest", result="done")
+
+    second = _cp_p_same_size(gguf, build_gguf(tmp_path / "v2.gguf", seed=2))
+    since = daemon.rescan()  # SIGHUP
+    daemon.wait_for("blob.uploaded", digest=second, since=since)
+    daemon.wait_for("artifact.done", model="same:latest", result="done", since=since)
+    assert emulator.counters.creates("same:latest") == 2
+    assert daemon.stop() == 0
+
+    third = _cp_p_same_size(gguf, build_gguf(tmp_path / "v3.gguf", seed=3))
+    restarted = dropzone.run()
+    restarted.wait_for("blob.uploaded", digest=third)
+    restarted.wait_for("artifact.done", model="same:latest", result="done")
+    assert emulator.counters.creates("same:latest") == 3
+
+
+def test_an_unmounted_share_at_start_deletes_no_model(
+    dropzone: Dropzone, emulator: Emulator, tmp_path: Path
+) -> None:
+    build_gguf(dropzone.drop / "Kept.gguf")
+    daemon = dropzone.run(DROPZONE_ON_REMOVED="delete")
+    daemon.wait_for("artifact.done", model="kept:latest", result="done")
+    assert daemon.stop() == 0
+
+    dropzone.drop.rename(tmp_path / "share")
+    dropzone.drop.mkdir()  # the empty mount point
+    again = dropzone.run(wait=False, DROPZONE_ON_REMOVED="delete")
+    suspicious = again.wait_for("drop_dir.suspicious")
+    assert suspicious["path"] == str(dropzone.drop) and "mount" in suspicious["fix"]
+    again.send(signal.SIGHUP)  # a rescan looks at nothing either
+    assert again.stop() == 0
+    assert not again.find("scan.done")
+    assert not again.find("model.deleted")
+    assert emulator.models() == ["kept:latest"]
+    assert os.listdir(dropzone.drop) == [], "the empty mount point was written to"
