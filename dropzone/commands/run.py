@@ -13,21 +13,21 @@ __all__ = ["add_arguments", "execute"]
 
 
 def execute(args: argparse.Namespace) -> int:
-    daemon = open_daemon(args, once=False)
-    if isinstance(daemon, int):
-        return daemon
-    interrupts = 0
+    with open_daemon(args, once=False) as daemon:
+        if isinstance(daemon, int):
+            return daemon
+        interrupts = 0
 
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        nonlocal interrupts
-        # Handlers only flip flags; a second Ctrl-C means "now", as uvicorn does it.
-        if signum == signal.SIGINT:
-            interrupts += 1
-            if interrupts > 1:
-                os._exit(130)
-        daemon.request_stop()
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            nonlocal interrupts
+            # Handlers only flip flags; a second Ctrl-C means "now", as uvicorn does it.
+            if signum == signal.SIGINT:
+                interrupts += 1
+                if interrupts > 1:
+                    os._exit(130)
+            daemon.request_stop()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGHUP, lambda _s, _f: daemon.request_rescan())
-    return daemon.run()
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, lambda _s, _f: daemon.request_rescan())
+        return daemon.run()

@@ -1,7 +1,7 @@
 """``dropzone scan``: one pass: import what is ready now, report what is pending, exit.
 
 Exit 0 when everything was imported or is pending, 1 when anything failed or was refused,
-2 on bad configuration.
+2 on bad configuration or a state store that another dropzone holds.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ __all__ = ["add_arguments", "execute"]
 
 
 def execute(args: argparse.Namespace) -> int:
-    daemon = open_daemon(args, once=True)
-    if isinstance(daemon, int):
-        return daemon
-    summary = daemon.scan_once()
-    pending = sorted(summary.pending - summary.done)
-    print(
-        f"dropzone scan: {len(summary.done)} imported, {len(pending)} pending, "
-        f"{len(summary.failed)} failed, {len(summary.refused)} refused",
-        file=sys.stderr,
-    )
-    return 1 if summary.failed or summary.refused else 0
+    with open_daemon(args, once=True) as daemon:
+        if isinstance(daemon, int):
+            return daemon
+        summary = daemon.scan_once()
+        pending = sorted(summary.pending - summary.done)
+        print(
+            f"dropzone scan: {len(summary.done)} imported, {len(pending)} pending, "
+            f"{len(summary.failed)} failed, {len(summary.refused)} refused",
+            file=sys.stderr,
+        )
+        return 1 if summary.failed or summary.refused else 0
