@@ -439,7 +439,11 @@ class Daemon:
             drop_dir=self.drop_dir,
             default_tag=self.settings.default_tag,
         )
-        expected = {f.path: f.expected_size for sa in candidates for f in sa.artifact.files}
+        # Hashing must find each file at the size readiness judged complete (the scan saw it),
+        # not at a header length: a GGUF may be longer than its tensor data (issue 11). Not the
+        # minimum with ">=" either: a file whose size moved since readiness is not quiet, and
+        # its FileChangedError sends it back to settle.
+        expected = {f.path: f.seen_size for sa in candidates for f in sa.artifact.files}
         waiting = {
             f.path for sa in candidates if sa.artifact.path not in ready for f in sa.artifact.files
         }
@@ -512,7 +516,7 @@ class Daemon:
             if rel in self._in_flight or self._early.get(rel) == signature:
                 return
             self._early[rel] = signature  # once per version of the files, whatever the outcome
-            expected = {f.path: f.expected_size for f in weights}
+            expected = {f.path: f.seen_size for f in weights}
             self._in_flight[rel] = self.jobs.submit(self._early_job, sa, expected)
 
     def _claim(self, rel: str, recipe: Recipe) -> Recipe | list[Problem]:

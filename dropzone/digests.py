@@ -35,6 +35,8 @@ class Digester:
     def digest_all(
         self, paths: Sequence[Path], expected: Mapping[Path, int | None]
     ) -> dict[Path, HashResult]:
+        """The digest of each path. ``expected``: the size each file had when readiness judged
+        it complete; a file found at another size has changed since (FileChangedError)."""
         # Followed files first: each follower holds a hash slot until it is finished, so
         # hashing another file of this artifact first would wait on ourselves.
         followers = {p: self._followers.take(p) for p in paths}

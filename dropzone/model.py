@@ -30,7 +30,9 @@ class ArtifactFile:
 
     key: str
     path: Path
-    expected_size: int | None = None  # from the header, when the format tells it
+    # Bytes the scan saw. Once the artifact is complete this is the size judged complete, and
+    # hashing must find exactly this size (dropzone.completeness has the rule, not the hasher).
+    seen_size: int | None = None
 
 
 @dataclass(frozen=True)

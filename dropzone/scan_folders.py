@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 
+from dropzone.completeness import Expected, Fit, as_is, for_safetensors
 from dropzone.errors import Problem
 from dropzone.headers import CorruptHeaderError
 from dropzone.model import ArtifactKind
@@ -199,7 +200,7 @@ def _add_index_shards(
 def _add_weights(tree: Tree, draft: Draft, folder: str, e: Entry) -> None:
     key = e.path[len(folder) + 1 :]
     if not tree.safe_to_read(draft, e):
-        draft.add(tree.root, key, e, e.size, header=False)
+        draft.add(tree.root, key, e, as_is(e.size))
         return
     header = tree.accept(
         draft,
@@ -207,9 +208,9 @@ def _add_weights(tree: Tree, draft: Draft, folder: str, e: Entry) -> None:
         e,
         tree.safetensors(e),
         label="safetensors file",
-        size_of=_expected_size,
+        expect=_expected,
     )
-    if header is not None and e.size > header.expected_length:
+    if header is not None and _expected(header).fit(e.size) is Fit.LONG:
         tree.problem(
             draft,
             e.path,
@@ -218,23 +219,23 @@ def _add_weights(tree: Tree, draft: Draft, folder: str, e: Entry) -> None:
         )
 
 
-def _expected_size(header: SafetensorsHeader) -> int:
-    return header.expected_length
+def _expected(header: SafetensorsHeader) -> Expected:
+    return for_safetensors(header.expected_length)
 
 
 def _add_extra(tree: Tree, draft: Draft, folder: str, e: Entry) -> object | None:
     """Add a companion file; for JSON, its parsed content (None if unreadable)."""
     key = e.path[len(folder) + 1 :]
     if not tree.safe_to_read(draft, e):
-        draft.add(tree.root, key, e, e.size, header=False)
+        draft.add(tree.root, key, e, as_is(e.size))
         return None
     if not e.name.endswith(".json"):
-        draft.add(tree.root, key, e, e.size, header=False)
+        draft.add(tree.root, key, e, as_is(e.size))
         tree.lfs_problem(draft, e)
         return None
     # A JSON file that parses is complete as it is: its size is what it must reach.
     return tree.accept(
-        draft, key, e, tree.json(e), label="JSON file", size_of=lambda _: e.size, from_header=False
+        draft, key, e, tree.json(e), label="JSON file", expect=lambda _: as_is(e.size)
     )
 
 

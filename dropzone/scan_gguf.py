@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
+from dropzone.completeness import as_is, for_gguf
 from dropzone.gguf import GGUFHeader
 from dropzone.model import ArtifactKind
 from dropzone.scan_tree import Tree
@@ -104,10 +105,15 @@ def _new_draft(kind: ArtifactKind, folder: str, rel_path: str, stem: str) -> Dra
 def _add(tree: Tree, draft: Draft, e: Entry) -> GGUFHeader | None:
     """Add one GGUF file (its key is its base name) and check what its header says."""
     if not tree.safe_to_read(draft, e):
-        draft.add(tree.root, e.name, e, e.size, header=False)
+        draft.add(tree.root, e.name, e, as_is(e.size))
         return None
     header = tree.accept(
-        draft, e.name, e, tree.gguf(e), label="GGUF file", size_of=lambda h: h.expected_length
+        draft,
+        e.name,
+        e,
+        tree.gguf(e),
+        label="GGUF file",
+        expect=lambda h: for_gguf(h.expected_length),
     )
     if header is not None and header.byte_order == "big":
         tree.problem(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import BinaryIO, TypeAlias, TypeVar
 
 from dropzone import gguf, safetensors
+from dropzone.completeness import Expected, as_is
 from dropzone.errors import Problem
 from dropzone.filters import IgnoreRules
 from dropzone.headers import (
@@ -177,30 +178,28 @@ class Tree:
         outcome: Outcome[T],
         *,
         label: str,
-        size_of: Callable[[T], int],
-        from_header: bool = True,
+        expect: Callable[[T], Expected],
     ) -> T | None:
         """Add ``e`` to ``draft`` according to how reading it went; the value if it was read.
 
-        Cut short or vanished: added with an unknown expected size (still arriving). Corrupt,
-        an LFS pointer or unreadable: added, with a problem. Read: added with the size the
-        format says it must reach, ``size_of(value)`` (``from_header``: a size the format
-        states, recorded in the artifact; otherwise only in the progress).
+        Cut short or vanished: added with an unknown expected length (still arriving).
+        Corrupt, an LFS pointer or unreadable: added, with a problem. Read: added with the
+        length the format says the complete file has, ``expect(value)``.
         """
         if isinstance(outcome, TruncatedHeaderError | FileNotFoundError):
-            draft.add(self.root, key, e, None, header=True)
+            draft.add(self.root, key, e, None)
             return None
         if isinstance(outcome, OSError):
-            draft.add(self.root, key, e, e.size, header=False)
+            draft.add(self.root, key, e, as_is(e.size))
             reason = outcome.strerror or str(outcome)
             self.problem(
                 draft, e.path, f"cannot be read ({reason})", "make it readable by the dropzone user"
             )
             return None
         if isinstance(outcome, HeaderError):
-            draft.add(self.root, key, e, e.size, header=False)
+            draft.add(self.root, key, e, as_is(e.size))
             if not self.lfs_problem(draft, e):
                 self.problem(draft, e.path, f"is not a valid {label}: {outcome}", REFETCH)
             return None
-        draft.add(self.root, key, e, size_of(outcome), header=from_header)
+        draft.add(self.root, key, e, expect(outcome))
         return outcome

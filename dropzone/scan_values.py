@@ -13,6 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 
+from dropzone.completeness import Expected, total
 from dropzone.errors import Problem
 from dropzone.model import Artifact, ArtifactFile, ArtifactKind
 
@@ -60,11 +61,11 @@ class Status(StrEnum):
 class FileProgress:
     path: str  # relative to the drop folder
     have: int  # bytes present
-    expected: int | None  # bytes the complete file has; None while the header is unreadable
+    expected: Expected | None  # the complete file's length; None while the header is unreadable
 
     @property
     def complete(self) -> bool:
-        return self.expected is not None and self.have >= self.expected
+        return self.expected is not None and self.expected.complete(self.have)
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,16 @@ class ScannedArtifact:
         return sum(p.have for p in self.progress)
 
     @property
+    def expected(self) -> Expected | None:
+        """What the present files need together; None if any header is still unread."""
+        parts = [p.expected for p in self.progress]
+        return None if None in parts else total(p for p in parts if p is not None)
+
+    @property
     def expected_bytes(self) -> int | None:
-        """Total expected size of the present files; None if any header is still unread."""
-        if any(p.expected is None for p in self.progress):
-            return None
-        return sum(p.expected for p in self.progress if p.expected is not None)
+        """The bytes of ``expected`` (a minimum if any file is a GGUF)."""
+        expected = self.expected
+        return None if expected is None else expected.size
 
 
 @dataclass(frozen=True)
@@ -119,12 +125,9 @@ class Draft:
     architecture: str | None = None
     file_type: str | None = None
 
-    def add(
-        self, root: Path, key: str, entry: Entry, expected: int | None, *, header: bool
-    ) -> None:
-        """Add a file; ``header`` says ``expected`` comes from the file's format header
-        (else it is simply the size of a file that is complete as it is)."""
-        self.files.append(ArtifactFile(key, root / entry.path, expected if header else None))
+    def add(self, root: Path, key: str, entry: Entry, expected: Expected | None) -> None:
+        """Add a file and the length its format says it must have (None: not known yet)."""
+        self.files.append(ArtifactFile(key, root / entry.path, entry.size))
         self.progress.append(FileProgress(entry.path, entry.size, expected))
 
     def status(self) -> Status:

@@ -12,7 +12,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,8 @@ def check_path(
     recipes = build_recipes(
         [sa.artifact for sa in usable], specs, drop_dir=drop_dir or root, default_tag=default_tag
     )
+    # As the daemon does: hash each file at the size the scan judged complete.
+    seen = {f.path: f.seen_size for sa in result.artifacts for f in sa.artifact.files}
     findings = []
     for sa in chosen:
         art = sa.artifact
@@ -123,12 +125,12 @@ def check_path(
                 finding.errors.extend(outcome)
             else:
                 finding.model = outcome.model
-                finding.request = _request(outcome, hash_files, finding)
+                finding.request = _request(outcome, hash_files, finding, seen)
     return [f for f in findings if f.errors or f.request is not None]
 
 
 def _incomplete(sa: ScannedArtifact) -> Problem:
-    expected = sa.expected_bytes
+    expected = sa.expected
     have = f"{sa.have_bytes} of {expected} bytes" if expected else f"{sa.have_bytes} bytes"
     missing = f"; missing {', '.join(sa.missing)}" if sa.missing else ""
     return Problem(
@@ -138,14 +140,16 @@ def _incomplete(sa: ScannedArtifact) -> Problem:
     )
 
 
-def _request(recipe: Recipe, hash_files: bool, finding: Finding) -> dict[str, Any] | None:
+def _request(
+    recipe: Recipe, hash_files: bool, finding: Finding, seen: Mapping[Path, int | None]
+) -> dict[str, Any] | None:
     digests: dict[Path, str] = {}
     for path in recipe.blob_paths():
         if not hash_files:
             digests[path] = f"sha256:<not computed: {path.name}>"
             continue
         try:
-            digests[path] = hash_file(path).digest
+            digests[path] = hash_file(path, expected_size=seen.get(path)).digest
         except (OSError, DropzoneError) as exc:
             finding.errors.append(Problem(str(path), f"cannot hash: {exc}", "check the file"))
             return None

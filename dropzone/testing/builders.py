@@ -70,6 +70,19 @@ def build_gguf(
     return path
 
 
+def build_padded_gguf(path: Path, **kwargs: Any) -> Path:
+    """A GGUF whose last tensor's data is not a multiple of the alignment (32), so gguf-py
+    pads after it, as it does after every tensor: the file is longer than the end of its last
+    tensor's data. 63 F16 elements are 126 bytes, followed by 2 bytes of padding."""
+    return build_gguf(path, **{"tensor_elems": 63, "file_type": FILE_TYPE_F16, **kwargs})
+
+
+def tensor_data_end(path: Path) -> int:
+    """Where the last tensor's data ends, by gguf-py's reader (independent of dropzone's)."""
+    tensors = gguf.GGUFReader(str(path)).tensors
+    return max((int(t.data_offset) + int(t.n_bytes) for t in tensors), default=0)
+
+
 def _add_value(writer: gguf.GGUFWriter, key: str, value: Any) -> None:
     if isinstance(value, bool):
         writer.add_bool(key, value)

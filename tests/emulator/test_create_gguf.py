@@ -139,6 +139,30 @@ def test_truncated_gguf_is_accepted_by_a_pre_030_server(old_api: Api) -> None:
     assert reply.statuses[-1] == "success"
 
 
+def padded_gguf(api: Api) -> Path:
+    """gguf-py's padding after the last tensor: bytes past the end of the tensor data."""
+    path = builders.build_padded_gguf(api.work / "padded.gguf")
+    assert read_header(path).data_end == builders.tensor_data_end(path) < path.stat().st_size
+    return path
+
+
+def test_bytes_after_the_last_tensor_pass_validation(api: Api) -> None:
+    # Ollama's decoder (fs/ggml/gguf.go, gguf.Decode) refuses only tensor data that ends past
+    # the end of the file; bytes after the last tensor are not an error (issue 11).
+    reply = api.create(model="m", files={"padded.gguf": api.upload_file(padded_gguf(api))})
+    assert reply.error is None
+    assert reply.statuses[-1] == "success"
+
+
+def test_bytes_after_the_last_tensor_stay_in_the_layer_of_a_pre_030_server(old_api: Api) -> None:
+    path = padded_gguf(old_api)
+    uploaded = old_api.upload_file(path)
+    reply = old_api.create(model="m", files={"padded.gguf": uploaded})
+    assert reply.statuses[-1] == "success"
+    (layer,) = manifest_layers(old_api.emulator, "m")
+    assert (layer["digest"], layer["size"]) == (uploaded, path.stat().st_size)
+
+
 def test_corrupt_gguf_header_is_an_error(api: Api) -> None:
     path = builders.truncate(builders.build_gguf(api.work / "head.gguf"), 40)
     reply = api.create(model="m", files={"head.gguf": api.upload_file(path)}, stream=False)

@@ -46,6 +46,19 @@ def test_a_gguf_with_a_toml_sidecar_prints_the_request_with_digests(
     ]
 
 
+def test_a_gguf_padded_after_its_last_tensor_prints_the_digest_of_the_whole_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 11: gguf-py pads after the last tensor too. Ollama keeps the whole file as the
+    # blob, so the request names the digest of every byte, padding included.
+    gguf = builders.build_padded_gguf(tmp_path / "Padded.gguf")
+    assert builders.tensor_data_end(gguf) < gguf.stat().st_size
+    code, out = run_json(capsys, str(gguf))
+    assert code == 0
+    assert out[0]["errors"] == []
+    assert out[0]["request"] == {"model": "padded:latest", "files": {"Padded.gguf": sha(gguf)}}
+
+
 def test_no_hash_leaves_digests_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     builders.build_gguf(tmp_path / "Z-Model.gguf")
     code, out = run_json(capsys, "--no-hash", str(tmp_path / "Z-Model.gguf"))

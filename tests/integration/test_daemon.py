@@ -21,7 +21,7 @@ from dropzone.ollama import OllamaClient, make_http_client
 from dropzone.policies import _free_name
 from dropzone.settings import Settings
 from dropzone.state import StateStore
-from dropzone.testing.builders import build_gguf
+from dropzone.testing.builders import build_gguf, build_padded_gguf, tensor_data_end
 from dropzone.testing.ollama import Emulator
 from dropzone.testing.waiting import wait_until
 
@@ -157,6 +157,24 @@ def test_a_wrong_cached_digest_is_forgotten_on_digest_mismatch_and_the_file_reha
     assert daemon.wait_for("hash.done", path=str(gguf))["digest"] == right
     assert emulator.has_blob(right)
     assert emulator.counters.creates("rewritten:latest") == 1
+
+
+def test_a_gguf_padded_after_its_last_tensor_is_imported_and_hashed_once(
+    start: Any, drop: Path, emulator: Emulator
+) -> None:
+    # Issue 11: gguf-py pads after the last tensor, so the file is longer than the end of its
+    # tensor data. The hasher once demanded that length exactly: the daemon re-read such a
+    # file about 5 times a second and never imported it.
+    gguf = build_padded_gguf(drop / "Padded.gguf")
+    assert tensor_data_end(gguf) < gguf.stat().st_size
+    digest = "sha256:" + hashlib.sha256(gguf.read_bytes()).hexdigest()
+    daemon = start()
+    daemon.wait_for("model.created", model="padded:latest")
+    assert emulator.has_blob(digest)
+    # A full rescan after the import finds it done: nothing is hashed again.
+    daemon.daemon.request_rescan()
+    wait_until(lambda: len(daemon.find("scan.done")) >= 2, what="a second scan")
+    assert [e["digest"] for e in daemon.find("hash.done", path=str(gguf))] == [digest]
 
 
 def test_moving_onto_an_earlier_import_of_the_same_name_keeps_both(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from dropzone.completeness import for_gguf
 from dropzone.filters import IgnoreRules
 from dropzone.gguf import read_header_file
 from dropzone.model import ArtifactKind
@@ -107,9 +108,20 @@ def test_single_gguf_is_one_complete_model(tmp_path: Path) -> None:
     )
     assert a.artifact.path == path
     (f,) = a.artifact.files
-    assert (f.key, f.path, f.expected_size) == ("Qwen3-8B.gguf", path, path.stat().st_size)
+    assert (f.key, f.path, f.seen_size) == ("Qwen3-8B.gguf", path, path.stat().st_size)
     assert (a.artifact.file_type, a.artifact.architecture) == ("Q4_K_M", "llama")
     assert a.have_bytes == a.expected_bytes == path.stat().st_size
+
+
+def test_gguf_longer_than_its_tensor_data_is_complete_at_its_whole_size(tmp_path: Path) -> None:
+    # gguf-py pads after the last tensor (issue 11): the file is complete, and the size hashing
+    # must find is the whole file's, not the end of the tensor data.
+    path = b.build_padded_gguf(tmp_path / "m.gguf")
+    end = b.tensor_data_end(path)
+    a = only(run(tmp_path))
+    assert a.status is Status.COMPLETE
+    assert a.progress[0].expected == for_gguf(end)
+    assert a.artifact.files[0].seen_size == path.stat().st_size > end
 
 
 def test_split_shards_form_one_artifact_complete_only_with_every_shard(tmp_path: Path) -> None:
@@ -208,8 +220,8 @@ def test_safetensors_folder_sends_the_cli_file_set(tmp_path: Path) -> None:
         "tokenizer_config.json",
     ]
     assert a.artifact.architecture == "LlamaForCausalLM"
-    sizes = {f.key: f.expected_size for f in a.artifact.files}
-    assert sizes["config.json"] is None
+    sizes = {f.key: f.seen_size for f in a.artifact.files}
+    assert sizes["config.json"] == (folder / "config.json").stat().st_size
     assert (
         sizes["model-00001-of-00002.safetensors"]
         == (folder / "model-00001-of-00002.safetensors").stat().st_size
@@ -317,7 +329,7 @@ def test_gguf_cut_anywhere_is_incomplete_never_invalid(tmp_path: Path) -> None:
         a = only(run(drop))
         assert a.status is Status.INCOMPLETE, (cut, messages(a))
         assert a.progress[0].have == cut
-        assert a.progress[0].expected in (None, expected)
+        assert a.progress[0].expected in (None, for_gguf(expected))
     (drop / "m.gguf").write_bytes(full[:expected])
     assert only(run(drop)).status is Status.COMPLETE
 
