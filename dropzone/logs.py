@@ -17,6 +17,8 @@ import structlog
 import structlog.tracebacks
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from dropzone.fsnames import shown_in
+
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR, "critical": logging.CRITICAL}  # fmt: skip
 # httpx logs every request at INFO ("HTTP Request: HEAD …"): a flood in the journal during an
@@ -34,6 +36,13 @@ def _paths_as_text(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
         if isinstance(value, PurePath):
             event[key] = str(value)
     return event
+
+
+def _valid_utf8(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    # Issue 13: a file name that is not UTF-8 arrives as a str with surrogate escapes. Written
+    # as is, stdout under systemd (C.UTF-8) emits the raw byte and jq refuses the journal; a
+    # strict stream drops the line. Every string, nested ones too, is shown escaped instead.
+    return {key: shown_in(value) for key, value in event.items()}
 
 
 def _head_keys_first(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
@@ -72,10 +81,11 @@ def configure_logging(*, fmt: str, level: str, stream: TextIO | None = None) -> 
                 structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
             ),
             _head_keys_first,
+            _valid_utf8,
             structlog.processors.JSONRenderer(ensure_ascii=False),
         ]
     else:
-        renderer = [structlog.dev.ConsoleRenderer(colors=is_tty)]
+        renderer = [_valid_utf8, structlog.dev.ConsoleRenderer(colors=is_tty)]
     formatter = structlog.stdlib.ProcessorFormatter(
         # Records from stdlib loggers (httpx, watchdog) get the same fields as our events.
         foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],

@@ -13,6 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from dropzone.fsnames import shown
 from dropzone.identity import FileKey
 
 
@@ -69,12 +70,16 @@ class Recipe:
 
     def request(self, digests: Mapping[Path, str]) -> dict[str, Any]:
         """The ``/api/create`` body (without ``stream``) given ``path → sha256:<hex>``."""
+        # Keys are names for the server, sent as JSON text: one that is not UTF-8 goes as it is
+        # shown (``mod\xe8le.gguf``, issue 13). The bytes still come from the path.
         body: dict[str, Any] = {"model": self.model}
         if self.files:
-            body["files"] = {k: digests[p] for k, p in sorted(self.files.items())}
+            body["files"] = {shown(k): digests[p] for k, p in sorted(self.files.items())}
         if self.adapters:
-            body["adapters"] = {k: digests[p] for k, p in sorted(self.adapters.items())}
+            body["adapters"] = {shown(k): digests[p] for k, p in sorted(self.adapters.items())}
         if self.draft_files:
-            body["draft_files"] = {k: digests[p] for k, p in sorted(self.draft_files.items())}
+            body["draft_files"] = {
+                shown(k): digests[p] for k, p in sorted(self.draft_files.items())
+            }
         body.update(self.fields)
         return body

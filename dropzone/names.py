@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from dropzone.fsnames import has_surrogates, shown
+
 DEFAULT_HOST = "registry.ollama.ai"
 DEFAULT_NAMESPACE = "library"
 DEFAULT_TAG = "latest"
@@ -89,8 +91,13 @@ def derive_name(file_or_folder: str, default_tag: str = DEFAULT_TAG) -> str:
     """A model name from a file or folder name: ``Z-Model.gguf`` → ``z-model:latest``.
 
     Characters Ollama forbids become ``-``; leading ``-``/``.`` are dropped. A name that is still
-    invalid (empty, too long, bad tag) raises InvalidNameError rather than being guessed at.
+    invalid (empty, too long, bad tag) raises InvalidNameError rather than being guessed at,
+    as does a name that is not UTF-8: what its bytes mean is unknown (issue 13).
     """
+    if has_surrogates(file_or_folder):
+        raise InvalidNameError(
+            f"cannot derive a model name from '{shown(file_or_folder)}': it is not valid UTF-8"
+        )
     stem = file_or_folder
     if stem.lower().endswith(".gguf"):
         stem = stem[: -len(".gguf")]

@@ -111,7 +111,10 @@ class _Builder:
                 return derive_name(self.artifact.path.name, default_tag)
             parse_name(model)
         except InvalidNameError as e:
-            self.problem(str(e), 'name the model in a sidecar: model = "name:tag"', "model")
+            fix = 'name the model in a sidecar: model = "name:tag"'
+            if model is None:
+                fix = "rename the file or folder, or " + fix
+            self.problem(str(e), fix, "model")
             return None
         return model
 

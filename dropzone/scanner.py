@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import stat
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
@@ -48,6 +49,8 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 SIDE_FILES = ("template", "system", "params")
+# ``os.scandir``'s shape: tests pass a listing that fails midway, as NFS or FUSE can.
+Scandir = Callable[[str], AbstractContextManager[Iterator[os.DirEntry[str]]]]
 
 
 # --- the edge: listing and opening ----------------------------------------------------------
@@ -58,6 +61,7 @@ def list_tree(
     *,
     prune: Callable[[str], bool] | None = None,
     under: str = "",
+    scandir: Scandir = os.scandir,
 ) -> list[Entry]:
     """Every regular file and folder under ``root``, sorted by relative path.
 
@@ -65,7 +69,9 @@ def list_tree(
     descended; ``target``/``outside`` say whether they stay inside ``root``. Sockets, FIFOs
     and devices are left out (opening a FIFO would block). Folders for which
     ``prune(rel_path)`` is true are listed but not descended. Files that vanish during the
-    walk are skipped; unreadable folders are skipped with a ``scan.unreadable`` event.
+    walk are skipped; unreadable folders are skipped with a ``scan.unreadable`` event, also
+    when the listing fails midway (EIO on NFS or FUSE): nothing of a half-listed folder, whose
+    half could pass for an incomplete artifact.
     ``under`` lists only that folder's subtree (paths and symlink checks stay relative to
     ``root``), so a hint about one folder costs a walk of that folder alone.
     """
@@ -79,23 +85,26 @@ def list_tree(
     stack = [(under, start)]
     while stack:
         rel_dir, abs_dir = stack.pop()
+        found: list[Entry] = []
+        below: list[tuple[str, str]] = []
         try:
-            it = os.scandir(abs_dir)
+            with scandir(abs_dir) as it:
+                for de in it:  # each step reads the folder and may fail too (issue 13)
+                    rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
+                    try:
+                        entry = _entry(de, rel, real_root)
+                    except OSError:  # vanished between readdir and stat
+                        continue
+                    if entry is None:
+                        continue
+                    found.append(entry)
+                    if entry.is_dir and not entry.is_symlink and not (prune and prune(rel)):
+                        below.append((rel, de.path))
         except OSError as e:
             log.warning("scan.unreadable", path=abs_dir, error=str(e))
             continue
-        with it:
-            for de in it:
-                rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
-                try:
-                    entry = _entry(de, rel, real_root)
-                except OSError:  # vanished between readdir and stat
-                    continue
-                if entry is None:
-                    continue
-                out.append(entry)
-                if entry.is_dir and not entry.is_symlink and not (prune and prune(rel)):
-                    stack.append((rel, de.path))
+        out += found
+        stack += below
     out.sort(key=lambda e: e.path)
     return out
 

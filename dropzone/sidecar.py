@@ -25,6 +25,7 @@ import yaml
 from dropzone import parameters as rules
 from dropzone import paths
 from dropzone.errors import Problem, ProblemError
+from dropzone.fsnames import has_surrogates, shown
 from dropzone.identity import FileKey
 from dropzone.model import Artifact, ArtifactKind
 from dropzone.modelfile import modelfile_fields, parse_modelfile
@@ -93,11 +94,12 @@ def parse_sidecar(
         if not isinstance(document, dict):
             fix = 'write keys and values, like model = "name:tag"'
             raise ProblemError([Problem(path, "a sidecar must be a table of keys", fix, 1)])
+        find = _key_finder(text)
+        _refuse_lone_surrogates(document, path=path, find=find)
         fields, warned, failed = rules.check_sidecar_fields(document)
     except RecursionError:
         fix = "sidecar values nest at most a few levels"
         raise ProblemError([Problem(path, "nested too deeply", fix)]) from None
-    find = _key_finder(text)
 
     def problem(issue: rules.Issue) -> Problem:
         return Problem(path, issue.message, issue.fix, find(issue.key, issue.parent), key=issue.key)
@@ -163,6 +165,41 @@ def _load_document(text: str, *, path: str, fmt: str) -> Any:
         return fail(f"invalid YAML: {e}", "fix the YAML syntax")
     except ValueError as e:  # a value that looks like a date but is none: 2024-13-45
         return fail(f"invalid YAML value: {e}", "quote the value to keep it as text")
+
+
+def _refuse_lone_surrogates(
+    document: Mapping[str, Any], *, path: str, find: Callable[[str, str | None], int | None]
+) -> None:
+    """ProblemError naming each top-level key holding a lone surrogate escape (``"\\ud800"``):
+    valid JSON and YAML, but no text; it crashed the daemon where the request was hashed,
+    stored or sent (issue 13). A pair of escapes (``"\\ud83d\\ude00"``) is one character."""
+    problems = []
+    for key, value in document.items():
+        char = _lone_surrogate(key, value)
+        if char is not None:
+            message = f"holds a lone surrogate escape (\\u{ord(char):04x}), which is not text"
+            fix = "remove the \\u escape, or write the character itself"
+            problems.append(Problem(path, message, fix, find(key, None), key=shown(key)))
+    if problems:
+        raise ProblemError(problems)
+
+
+def _lone_surrogate(*values: Any) -> str | None:
+    """The first lone surrogate in strings, keys and items nested in ``values``, if any."""
+    for value in values:
+        if isinstance(value, str):
+            if not has_surrogates(value):
+                continue
+            found: str | None = next(c for c in value if has_surrogates(c))
+        elif isinstance(value, Mapping):
+            found = _lone_surrogate(*value.keys(), *value.values())
+        elif isinstance(value, list):
+            found = _lone_surrogate(*value)
+        else:
+            continue
+        if found is not None:
+            return found
+    return None
 
 
 def _position(mark: Any) -> tuple[int | None, int | None]:
@@ -299,6 +336,7 @@ def _side_file_value(data: bytes, *, path: str, key: str) -> Any:
         return text
     try:
         document = _load_document(text, path=path, fmt="json")
+        _refuse_lone_surrogates({"parameters": document}, path=path, find=lambda _k, _p: None)
         checked, _warned, failed = rules.check_sidecar_fields({"parameters": document})
     except RecursionError:
         raise ProblemError(

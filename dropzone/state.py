@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any, Final, TypeVar
 
 from dropzone.errors import ConfigError
+from dropzone.fsnames import from_column, shown, to_column
 from dropzone.identity import FileKey
 
 DB_NAME = "state.sqlite3"
@@ -115,7 +116,10 @@ class ArtifactRow:
 
 def _sha256_json(value: object) -> str:
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    # surrogatepass: a name that is not UTF-8 (issue 13) or a lone surrogate must not crash,
+    # and must not collide with other text (surrogateescape would map 'caf\udcc3\udca9' and
+    # 'café' to the same bytes). Valid text encodes as before: no fingerprint changes.
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def request_fingerprint(request: Mapping[str, Any]) -> str:
@@ -302,12 +306,12 @@ class StateStore:
                 " kind=excluded.kind, fingerprint=excluded.fingerprint, model=excluded.model,"
                 " digests=excluded.digests, note=excluded.note, last_seen=excluded.last_seen",
                 (
-                    str(path),
+                    _key(path),
                     str(kind),
                     fingerprint,
                     model,
                     json.dumps(dict(digests or {}), sort_keys=True),
-                    note,
+                    _text(note),
                     self._clock(),
                 ),
             )
@@ -317,7 +321,7 @@ class StateStore:
             row = self._conn.execute(
                 "SELECT path, kind, fingerprint, model, digests, note, last_seen"
                 " FROM artifacts WHERE path=?",
-                (str(path),),
+                (_key(path),),
             ).fetchone()
         return None if row is None else _artifact_row(row)
 
@@ -336,8 +340,8 @@ class StateStore:
     def forget_artifact(self, path: str | Path) -> None:
         """Remove the artifact and all its host rows."""
         with self._tx():
-            self._conn.execute("DELETE FROM artifact_hosts WHERE path=?", (str(path),))
-            self._conn.execute("DELETE FROM artifacts WHERE path=?", (str(path),))
+            self._conn.execute("DELETE FROM artifact_hosts WHERE path=?", (_key(path),))
+            self._conn.execute("DELETE FROM artifacts WHERE path=?", (_key(path),))
 
     # -- per (artifact, host) -------------------------------------------------------------
 
@@ -345,7 +349,7 @@ class StateStore:
         """Remove one (artifact, host) row."""
         with self._tx():
             self._conn.execute(
-                "DELETE FROM artifact_hosts WHERE path=? AND host=?", (str(path), host)
+                "DELETE FROM artifact_hosts WHERE path=? AND host=?", (_key(path), host)
             )
 
     def set_host_state(
@@ -374,7 +378,7 @@ class StateStore:
                     request_fingerprint, old.request_fingerprint if old else None
                 ),
                 attempts=_pick(attempts, old.attempts if old else 0),
-                last_error=error,
+                last_error=_text(error),
                 next_retry_at=next_retry_at,
                 updated_at=self._clock(),
             )
@@ -383,7 +387,7 @@ class StateStore:
                 " request_fingerprint, attempts, last_error, next_retry_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    row.path,
+                    _key(row.path),
                     row.host,
                     str(row.state),
                     row.model,
@@ -400,7 +404,7 @@ class StateStore:
         with self._lock:
             row = self._conn.execute(
                 _SELECT_HOSTS + " WHERE path=? AND host=?",
-                (str(path), host),
+                (_key(path), host),
             ).fetchone()
         return None if row is None else _host_row(row)
 
@@ -411,7 +415,7 @@ class StateStore:
                 rows = self._conn.execute(_SELECT_HOSTS + " ORDER BY path, host").fetchall()
             else:
                 rows = self._conn.execute(
-                    _SELECT_HOSTS + " WHERE path=? ORDER BY host", (str(path),)
+                    _SELECT_HOSTS + " WHERE path=? ORDER BY host", (_key(path),)
                 ).fetchall()
         return [_host_row(r) for r in rows]
 
@@ -454,12 +458,23 @@ def _pick(value: _T | _Keep, old: _T) -> _T:
     return old if isinstance(value, _Keep) else value
 
 
+def _key(path: str | Path) -> str | bytes:
+    """An artifact path as an SQLite parameter: a name that is not UTF-8 is stored as its
+    bytes (``fsnames.to_column`` says why), every other one as text, as it always was."""
+    return to_column(str(path))
+
+
+def _text(message: str | None) -> str | None:
+    """A note or error for people: a name in it that is not UTF-8 is shown escaped."""
+    return None if message is None else shown(message)
+
+
 def _artifact_row(r: tuple[Any, ...]) -> ArtifactRow:
-    return ArtifactRow(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6])
+    return ArtifactRow(from_column(r[0]), r[1], r[2], r[3], json.loads(r[4]), r[5], r[6])
 
 
 def _host_row(r: tuple[Any, ...]) -> HostRow:
-    return HostRow(r[0], r[1], HostState(r[2]), r[3], r[4], r[5], r[6], r[7], r[8])
+    return HostRow(from_column(r[0]), r[1], HostState(r[2]), r[3], r[4], r[5], r[6], r[7], r[8])
 
 
 def _migrate(conn: sqlite3.Connection, path: Path, *, readonly: bool) -> None:

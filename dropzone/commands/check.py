@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dropzone.errors import DropzoneError, Problem
+from dropzone.fsnames import shown, shown_in
 from dropzone.hashing import hash_file
 from dropzone.model import Recipe
 from dropzone.recipes import build_recipes
@@ -180,7 +181,9 @@ def execute(args: argparse.Namespace) -> int:
         hash_files=not args.no_hash,
     )
     if args.json:
-        json.dump([f.as_json() for f in findings], sys.stdout, indent=2, ensure_ascii=False)
+        # A name that is not UTF-8 is shown escaped: the output is always valid UTF-8 (issue 13).
+        out = shown_in([f.as_json() for f in findings])
+        json.dump(out, sys.stdout, indent=2, ensure_ascii=False)
         print()
     else:
         for f in findings:
@@ -189,11 +192,11 @@ def execute(args: argparse.Namespace) -> int:
 
 
 def _print_text(f: Finding) -> None:
-    where = f.artifact + (f" (sidecar {f.sidecar})" if f.sidecar else "")
+    where = shown(f.artifact + (f" (sidecar {f.sidecar})" if f.sidecar else ""))
     if f.errors:
         print(f"INVALID {where}")
         for p in f.errors:
-            print(f"  {p.describe()}")
+            print(f"  {shown(p.describe())}")
         return
     print(f"OK {f.model} from {where}")
     print("  POST /api/create " + json.dumps(f.request, ensure_ascii=False))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from dropzone.commands import _common
 from dropzone.errors import ConfigError
+from dropzone.fsnames import shown
 from dropzone.state import DB_NAME, ArtifactRow, HostRow, StateStore
 
 SHORT_DIGEST = 12
@@ -128,10 +129,11 @@ def collect(
 
 
 def display_path(stored: str, drop_dir: Path) -> str:
+    """Relative to ``drop_dir`` where it lies inside it; a name that is not UTF-8 escaped."""
     path = Path(stored)
     if path.is_absolute() and path.is_relative_to(drop_dir):
-        return path.relative_to(drop_dir).as_posix() or "."
-    return stored
+        return shown(path.relative_to(drop_dir).as_posix() or ".")
+    return shown(stored)
 
 
 def as_json(row: StatusRow, now: float) -> dict[str, object]:

@@ -47,6 +47,7 @@ class DropzoneProcess:
         self._cond = threading.Condition()
         self._events: list[Event] = []
         self._other: list[str] = []  # stdout lines that are not JSON events
+        self._not_utf8: list[bytes] = []  # stdout lines jq would refuse (issue 13)
         self._stderr = stderr_path.open("wb")
         self.proc = subprocess.Popen(
             [*program, *self.args],
@@ -64,7 +65,12 @@ class DropzoneProcess:
         assert self.proc.stdout is not None
         with self.proc.stdout as out:
             for raw in out:
-                line = raw.decode("utf-8", "replace").rstrip("\n")
+                try:
+                    line = raw.decode("utf-8").rstrip("\n")
+                except UnicodeDecodeError:
+                    with self._cond:
+                        self._not_utf8.append(raw)
+                    line = raw.decode("utf-8", "replace").rstrip("\n")
                 try:
                     event = json.loads(line)
                 except json.JSONDecodeError:
@@ -82,6 +88,12 @@ class DropzoneProcess:
     def events(self) -> list[Event]:
         with self._cond:
             return list(self._events)
+
+    @property
+    def not_utf8(self) -> list[bytes]:
+        """Raw stdout lines that are not valid UTF-8 (none, ever: the journal is read by jq)."""
+        with self._cond:
+            return list(self._not_utf8)
 
     def mark(self) -> int:
         """A position in the event list: pass it as ``since`` to look only at later events."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -170,3 +171,19 @@ def test_the_safetensors_example_folder_asks_for_quantize(
     request = out[0]["request"]
     assert request["quantize"] == "q4_K_M"
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(request["files"])
+
+
+def test_a_name_that_is_not_utf8_is_shown_escaped_and_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 13: the undecodable byte went to stdout raw (or crashed a strict UTF-8 stdout).
+    gguf = builders.build_gguf(tmp_path / "m.gguf")
+    gguf.rename(tmp_path / os.fsdecode(b"mod\xe8le.gguf"))
+    code, out = run_json(capsys, str(tmp_path))
+    assert code == 1
+    (finding,) = out
+    json.dumps(finding, ensure_ascii=False).encode("utf-8")  # valid UTF-8 throughout
+    assert finding["artifact"] == str(tmp_path / "mod\\xe8le.gguf")
+    assert "not valid UTF-8" in finding["errors"][0]["message"]
+    assert main(["check", str(tmp_path)]) == 1
+    assert "INVALID " + str(tmp_path / "mod\\xe8le.gguf") in capsys.readouterr().out

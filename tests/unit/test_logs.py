@@ -145,3 +145,36 @@ def test_capture_logs_sees_events_of_loggers_created_at_import(tmp_path: Path) -
 def test_unknown_format_or_level_is_refused(fmt: str, level: str) -> None:
     with pytest.raises(ValueError, match="unknown log"):
         configure_logging(fmt=fmt, level=level, stream=io.StringIO())
+
+
+@pytest.mark.parametrize("errors", ["surrogateescape", "strict"])
+def test_undecodable_names_and_lone_surrogates_are_shown_escaped_in_valid_utf8_json(
+    errors: str,
+) -> None:
+    # Issue 13: under systemd (C.UTF-8) stdout writes a surrogate escape as its raw byte, and
+    # jq refuses the journal; under a UTF-8 locale the line was lost to a logging error.
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="utf-8", errors=errors, write_through=True)
+    configure_logging(fmt="json", level="info", stream=out)
+    name = os.fsdecode(b"/srv/dropzone/mod\xe8le.gguf")
+    structlog.get_logger("dropzone.test").error(
+        "artifact.invalid",
+        path=Path(name),
+        file=name,
+        problems=[f"{name}: bad", {"system": "\ud800"}],
+        error="café",
+    )
+    logging.getLogger("watchdog.test").warning("gone: %s", name)
+    first, second = (json.loads(line) for line in raw.getvalue().decode("utf-8").splitlines())
+    assert first["path"] == first["file"] == "/srv/dropzone/mod\\xe8le.gguf"
+    assert first["problems"] == ["/srv/dropzone/mod\\xe8le.gguf: bad", {"system": "\\ud800"}]
+    assert first["error"] == "café"  # valid text is untouched
+    assert second["event"] == "gone: /srv/dropzone/mod\\xe8le.gguf"
+
+
+def test_the_console_shows_undecodable_names_escaped_too() -> None:
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", write_through=True)
+    configure_logging(fmt="console", level="info", stream=out)
+    structlog.get_logger("dropzone.test").info("artifact.detected", path=os.fsdecode(b"\xff"))
+    assert "path=\\xff" in raw.getvalue().decode("utf-8")

@@ -1,5 +1,7 @@
 """Ollama's model-name rules (ollama-api.md §6) and names derived from file names."""
 
+import os
+
 import pytest
 
 from dropzone.names import InvalidNameError, derive_name, is_valid_name, parse_name
@@ -83,3 +85,10 @@ def test_derived_names(file_name: str, tag: str, name: str) -> None:
 def test_a_name_that_cannot_be_made_valid_is_an_error(file_name: str, tag: str) -> None:
     with pytest.raises(InvalidNameError):
         derive_name(file_name, tag)
+
+
+def test_a_file_name_that_is_not_utf8_gives_no_name() -> None:
+    # Issue 13: "mod\xe8le.gguf" silently became mod-le:latest, and the daemon crashed later on
+    # the name it could not store. The byte's meaning is unknown: never guess a name from it.
+    with pytest.raises(InvalidNameError, match=r"from 'mod\\xe8le\.gguf': it is not valid UTF-8"):
+        derive_name(os.fsdecode(b"mod\xe8le.gguf"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -322,3 +323,24 @@ def test_an_unused_adapter_without_a_base_is_reported(tmp_path: Path) -> None:
     lora = gguf(build_adapter_gguf(tmp_path / "lora.gguf"), kind=ArtifactKind.GGUF_ADAPTER)
     results = build_recipes([lora], {}, drop_dir=tmp_path, default_tag="latest")
     assert "has no base model" in results[lora.path][0].message  # type: ignore[index]
+
+
+# --- names that are not UTF-8 (issue 13) ---------------------------------------------------
+
+UNDECODABLE = DROP / os.fsdecode(b"mod\xe8le.gguf")
+
+
+def test_an_undecodable_file_name_is_refused_with_rename_or_sidecar_as_the_fix() -> None:
+    (problem,) = problems(gguf(UNDECODABLE))
+    assert (problem.path, problem.key) == (str(UNDECODABLE), "model")
+    assert "not valid UTF-8" in problem.message
+    assert "rename" in problem.fix and 'model = "name:tag"' in problem.fix
+
+
+def test_an_undecodable_name_with_a_sidecar_name_is_sent_under_its_escaped_key() -> None:
+    # The server takes the ``files`` keys as JSON text; the upload goes from the real path.
+    spec = SidecarSpec(path=DROP / os.fsdecode(b"mod\xe8le.toml"), model="modele")
+    found = recipe(gguf(UNDECODABLE), spec)
+    assert found.model == "modele"
+    assert found.files == {UNDECODABLE.name: UNDECODABLE}
+    assert found.request({UNDECODABLE: "sha256:1"})["files"] == {"mod\\xe8le.gguf": "sha256:1"}

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import gguf as gguf_py
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
+from structlog.testing import capture_logs
 
 from dropzone.completeness import for_gguf
 from dropzone.filters import IgnoreRules
@@ -93,6 +97,59 @@ def test_list_tree_prunes_folders_the_rules_drop(tmp_path: Path) -> None:
     (tmp_path / ".cache" / "huggingface" / "x.incomplete").write_bytes(b"")
     paths = [e.path for e in list_tree(tmp_path, prune=IgnoreRules().prune_dir)]
     assert paths == [".cache"]
+
+
+def test_list_tree_lists_names_that_are_not_utf8_as_python_gives_them(tmp_path: Path) -> None:
+    root = os.fsencode(tmp_path)
+    os.mkdir(os.path.join(root, b"caf\xe9"))
+    with open(os.path.join(root, b"caf\xe9", b"mod\xe8le.gguf"), "wb") as f:
+        f.write(b"x")
+    paths = [e.path for e in list_tree(tmp_path)]
+    assert paths == [os.fsdecode(b"caf\xe9"), os.fsdecode(b"caf\xe9/mod\xe8le.gguf")]
+    assert (tmp_path / paths[1]).read_bytes() == b"x"  # the name leads back to the file
+
+
+def failing_listing(broken: str, after: int) -> Callable[[str], Any]:
+    """``os.scandir`` whose listing of the folder named ``broken`` fails with EIO after
+    ``after`` entries, as a listing on NFS or FUSE can (issue 13)."""
+
+    @contextmanager
+    def scandir(path: str) -> Iterator[Iterator[os.DirEntry[str]]]:
+        with os.scandir(path) as it:
+            if os.path.basename(path) != broken:
+                yield it
+                return
+
+            def entries() -> Iterator[os.DirEntry[str]]:
+                for n, entry in enumerate(sorted(it, key=lambda e: e.name)):
+                    if n == after:
+                        raise OSError(errno.EIO, "Input/output error", path)
+                    yield entry
+
+            yield entries()
+
+    return scandir
+
+
+def test_a_folder_whose_listing_fails_midway_is_skipped_with_one_event(tmp_path: Path) -> None:
+    for folder in ("flaky", "fine"):
+        (tmp_path / folder / "sub").mkdir(parents=True)
+        for name in ("a.gguf", "b.gguf", "c.gguf"):
+            (tmp_path / folder / name).write_bytes(b"x")
+    with capture_logs() as events:
+        entries = list_tree(tmp_path, scandir=failing_listing("flaky", after=2))
+    # Nothing of a half-listed folder: its half could look like an incomplete artifact.
+    assert [e.path for e in entries] == [
+        "fine", "fine/a.gguf", "fine/b.gguf", "fine/c.gguf", "fine/sub", "flaky",
+    ]  # fmt: skip
+    assert events == [
+        {
+            "event": "scan.unreadable",
+            "log_level": "warning",
+            "path": str(tmp_path / "flaky"),
+            "error": f"[Errno 5] Input/output error: '{tmp_path / 'flaky'}'",
+        }
+    ]
 
 
 # --- GGUF artifacts --------------------------------------------------------------------------

@@ -407,3 +407,38 @@ def test_random_structured_sidecars_give_only_problems(fmt: str, text: str) -> N
         parse_sidecar(text.encode(), path="fuzz", fmt=fmt)
     except ProblemError as e:
         assert e.problems and all(p.path == "fuzz" and p.message for p in e.problems)
+
+
+# A lone surrogate escape is valid JSON and YAML syntax, but no text: it crashed the daemon where
+# the request was hashed, stored or sent (issue 13). A pair (an emoji) is one character: fine.
+@pytest.mark.parametrize(
+    ("name", "text", "line"),
+    [
+        ("x.json", '{"model": "x",\n "system": "\\ud800"}', 2),
+        ("x.yaml", 'model: x\nsystem: "\\ud800"\n', 2),
+        ("x.json", '{"parameters": {"stop": ["\\udce8"]}}', 1),
+        ("x.json", '{"messages": [{"role": "user", "\\ud800": "hi"}]}', 1),
+    ],
+)
+def test_a_lone_surrogate_escape_is_refused_naming_file_key_and_fix(
+    drop: Path, name: str, text: str, line: int
+) -> None:
+    (problem,) = problems_of(drop, name, text)
+    top = "system" if "system" in text else "parameters" if "stop" in text else "messages"
+    assert (problem.key, problem.line) == (top, line)
+    assert "lone surrogate" in problem.message and "\\ud" in problem.message
+    assert "\\u" in problem.fix
+
+
+def test_an_escaped_surrogate_pair_is_one_character_and_fine(drop: Path) -> None:
+    spec = spec_of(drop, "x.json", '{"system": "\\ud83d\\ude00"}')
+    assert spec.fields["system"] == "\U0001f600"
+
+
+def test_a_lone_surrogate_in_the_hf_params_file_is_a_problem(drop: Path) -> None:
+    artifact = folder_artifact(drop / "fred")
+    (drop / "fred" / "params").write_text('{"stop": ["\\ud800"]}')
+    problems = load_spec(artifact, drop_dir=drop)
+    assert isinstance(problems, list)
+    assert problems[0].path == str(drop / "fred" / "params")
+    assert "lone surrogate" in problems[0].message

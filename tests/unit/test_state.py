@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -311,3 +314,60 @@ def test_a_forgotten_digest_is_no_longer_cached(tmp_path: Path) -> None:
     store.forget_digest(key)
     assert store.get_digest(key) is None
     store.close()
+
+
+# --- names that are not UTF-8 (issue 13) ---------------------------------------------------
+
+# A folder whose name holds the byte 0xE9 (Latin-1 "é"), as Python hands it over: a surrogate
+# escape. It crashed every write of its rows, and with it the daemon, at each restart.
+UNDECODABLE = os.fsdecode(b"/srv/dropzone/caf\xe9-model")
+LOOKALIKE = "/srv/dropzone/caf\\xe9-model"  # how it is shown, but as text: another name
+
+
+def test_a_path_that_is_not_utf8_is_stored_and_read_back_without_loss(tmp_path: Path) -> None:
+    with StateStore.open(tmp_path) as store:
+        store.upsert_artifact(UNDECODABLE, kind="safetensors", fingerprint="f1", note="pending")
+        store.set_host_state(UNDECODABLE, HOST, HostState.FAILED, error=f"{UNDECODABLE}: gone")
+    with StateStore.open(tmp_path, readonly=True) as store:  # as after a restart
+        artifact = store.artifact(UNDECODABLE)
+        assert artifact is not None and artifact.path == UNDECODABLE
+        assert [a.path for a in store.artifacts()] == [UNDECODABLE]
+        (row,) = store.rows(path=UNDECODABLE)
+        assert (row.path, row.state) == (UNDECODABLE, HostState.FAILED)
+        assert row.last_error == f"{LOOKALIKE}: gone"  # a message: shown, not kept as bytes
+        assert store.host_state(UNDECODABLE, HOST) == row
+
+
+def test_a_path_that_is_not_utf8_never_meets_its_escaped_lookalike(tmp_path: Path) -> None:
+    with StateStore.open(tmp_path) as store:
+        store.upsert_artifact(UNDECODABLE, kind="safetensors", fingerprint="bytes")
+        store.upsert_artifact(LOOKALIKE, kind="safetensors", fingerprint="text")
+        store.set_host_state(LOOKALIKE, HOST, HostState.DONE)
+        assert store.host_state(UNDECODABLE, HOST) is None
+        store.forget_artifact(UNDECODABLE)
+        assert store.artifact(UNDECODABLE) is None
+        found = store.artifact(LOOKALIKE)
+        assert found is not None and found.fingerprint == "text"
+
+
+def test_utf8_paths_stay_text_rows_so_existing_stores_keep_working(tmp_path: Path) -> None:
+    with StateStore.open(tmp_path) as store:
+        store.upsert_artifact("/srv/dropzone/café.gguf", kind="gguf", fingerprint="f")
+        store.upsert_artifact(UNDECODABLE, kind="safetensors", fingerprint="f")
+    assert sorted(peek(tmp_path, "SELECT typeof(path), path FROM artifacts"), key=str) == [
+        ("blob", os.fsencode(UNDECODABLE)),
+        ("text", "/srv/dropzone/café.gguf"),
+    ]
+
+
+def test_request_fingerprint_of_undecodable_or_lone_surrogate_text_is_stable() -> None:
+    undecodable = {"model": "m", "files": {os.fsdecode(b"mod\xe8le.gguf"): "sha256:1"}}
+    lookalike = {"model": "m", "files": {"mod\\xe8le.gguf": "sha256:1"}}
+    assert request_fingerprint(undecodable) == request_fingerprint(dict(undecodable))
+    assert request_fingerprint(undecodable) != request_fingerprint(lookalike)
+    assert request_fingerprint({"system": "\ud800"}) != request_fingerprint({"system": "?"})
+    assert artifact_fingerprint({os.fsdecode(b"\xff.gguf"): FileKey(1, 2, 3, 4)}, None)
+    # Text that is valid keeps its fingerprint: a request done before this change is not redone.
+    text = {"model": "m", "system": "café"}
+    canonical = json.dumps(text, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert request_fingerprint(text) == "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
