@@ -20,6 +20,7 @@ class ArtifactKind(StrEnum):
     GGUF_ADAPTER = "gguf-adapter"  # general.type = adapter: only through a sidecar
     SAFETENSORS = "safetensors"  # a folder with config.json and *.safetensors
     SAFETENSORS_ADAPTER = "safetensors-adapter"  # a folder with adapter_config.json
+    RECIPE = "recipe"  # a Modelfile or sidecar alone whose FROM names a model (no weights)
 
 
 @dataclass(frozen=True)
