@@ -30,6 +30,7 @@ from dropzone.model import Recipe
 from dropzone.ollama import OllamaClient
 from dropzone.plan import Recorded, Step, backoff_seconds, next_step, unsupported_feature
 from dropzone.progress import Progress
+from dropzone.recipe_checks import base_refusal
 from dropzone.state import HostState, StateStore, request_fingerprint
 
 log = structlog.get_logger("dropzone.importer")
@@ -84,7 +85,7 @@ class Importer:
     ) -> Outcome:
         """Bring ``recipe`` to ``host``; ``key`` names the artifact in the state store."""
         request = recipe.request(digests)
-        fingerprint = request_fingerprint(request)
+        fingerprint = request_fingerprint(recipe.fingerprinted(request))
         row = self._state.host_state(key, host.url)
         recorded = (
             None
@@ -135,6 +136,7 @@ class Importer:
         if host.version is None:
             host.version = host.client.version()
         refusal = unsupported_feature(recipe.artifact.kind, host.version)
+        refusal = refusal or base_refusal(request, host.client)  # e.g. quantize a Q4 base
         if refusal is not None:
             self._state.set_host_state(
                 key,

@@ -57,10 +57,17 @@ class Recipe:
     adapters: Mapping[str, Path] = field(default_factory=dict)
     fields: Mapping[str, Any] = field(default_factory=dict)  # from, system, template, …
     draft_files: Mapping[str, Path] = field(default_factory=dict)  # speculative-decoding draft
+    # What the base model was when this was made (per host): a base dropzone re-creates
+    # changes it, and so the fingerprint, and so the model made from it is made again.
+    base_token: str | None = None
 
     def blob_paths(self) -> list[Path]:
         """Every file whose bytes must be on the server, in a stable order."""
         return sorted({*self.files.values(), *self.adapters.values(), *self.draft_files.values()})
+
+    def fingerprinted(self, request: Mapping[str, Any]) -> Mapping[str, Any]:
+        """What the request fingerprint is taken of: the request, and the base's version."""
+        return {**request, "dropzone.base": self.base_token} if self.base_token else request
 
     def request(self, digests: Mapping[Path, str]) -> dict[str, Any]:
         """The ``/api/create`` body (without ``stream``) given ``path → sha256:<hex>``."""

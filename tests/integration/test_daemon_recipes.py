@@ -221,9 +221,9 @@ def test_a_cycle_is_refused_naming_the_cycle(drop: Path, hosts: list[Emulator], 
     (drop / "a.Modelfile").write_text("FROM b\n")
     (drop / "b.Modelfile").write_text("FROM a\n")
     daemon = start()
-    refused = daemon.wait_for("artifact.invalid", path=str(drop / "a.Modelfile"))
+    refused = daemon.wait_for("sidecar.invalid", path=str(drop / "a.Modelfile"))
     assert "a:latest → b:latest → a:latest" in str(refused)
-    daemon.wait_for("artifact.invalid", path=str(drop / "b.Modelfile"))
+    daemon.wait_for("sidecar.invalid", path=str(drop / "b.Modelfile"))
     assert not daemon.find("model.create.status")
 
 
