@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import CancelledError, Future
+from dataclasses import replace
 from pathlib import Path
 
 import structlog
@@ -42,6 +43,7 @@ from dropzone.plan import Recorded, Step, next_step
 from dropzone.policies import apply_on_removed, apply_on_success, owned_files
 from dropzone.progress import Progress
 from dropzone.readiness import QuietTracker
+from dropzone.recipe_deps import Dependencies
 from dropzone.recipes import build_recipes
 from dropzone.reporter import PassSummary, Reporter
 from dropzone.scanner import (
@@ -145,6 +147,7 @@ class Daemon:
         # artifact whose stats did not move since needs no sidecar read, recipe or query.
         self._settled_at: dict[str, tuple[object, ...]] = {}
         self._claims = Claims()  # which artifact makes which model name
+        self.deps = Dependencies()  # which artifact's model is made from which (issue 12)
         self._last_cost = 0.0
         self.watcher: Watcher | None = None
 
@@ -450,6 +453,11 @@ class Daemon:
         for path, spec in specs.items():
             if not isinstance(spec, list):
                 self.report.warn(ready[path].rel_path, spec.warnings)
+        for path, built in recipes.items():  # every base known before any dependent goes
+            if isinstance(built, Recipe):
+                self.deps.note(ready[path].rel_path, built)
+            else:
+                self.deps.forget(ready[path].rel_path)
         for path, built in recipes.items():
             sa = ready[path]
             outcome = self._claim(sa.rel_path, built) if isinstance(built, Recipe) else built
@@ -468,6 +476,10 @@ class Daemon:
             blocked = [p for p in outcome.blob_paths() if p in waiting]
             if blocked:
                 self.report.pending(sa, "waiting for " + ", ".join(self._rel(p) for p in blocked))
+                continue
+            base = self.deps.provider(sa.rel_path)
+            if base is not None and not self._base_done(base):
+                self.report.pending(sa, f"waiting for its base model, made from {base}")
                 continue
             self._consider(sa, outcome, expected)
 
@@ -546,10 +558,13 @@ class Daemon:
             if hit is None:
                 return False
             digests[path] = hit.digest
-        fingerprint = request_fingerprint(recipe.request(digests))
+        request = recipe.request(digests)
         now = float("inf") if self.once else time.time()
         steps = set()
         for host in self.hosts:
+            fingerprint = request_fingerprint(
+                self._on_base(rel, recipe, host).fingerprinted(request)
+            )
             row = self.state.host_state(rel, host.url)
             recorded = (
                 None
@@ -588,7 +603,12 @@ class Daemon:
             self._record(sa, recipe, results)
             futures = [
                 self.host_jobs.submit(
-                    self.importer.import_to_host, rel, recipe, digests, host, identities
+                    self.importer.import_to_host,
+                    rel,
+                    self._on_base(rel, recipe, host),
+                    digests,
+                    host,
+                    identities,
                 )
                 for host in self.hosts
             ]
@@ -606,6 +626,7 @@ class Daemon:
                 self._in_flight.pop(rel, None)
             if not self.stop_event.is_set() and not self.once:
                 self.queue.put(Change(ChangeKind.CHANGED, sa.artifact.path))
+                self._look_at_dependents(rel)
 
     def _early_job(self, sa: ScannedArtifact, expected: Mapping[Path, int | None]) -> None:
         rel = sa.rel_path
@@ -683,6 +704,29 @@ class Daemon:
                     needed_elsewhere=lambda path: self._needed(path, sharers),
                 )
 
+    # -- models made from models (issue 12) ---------------------------------------------
+
+    def _base_done(self, base: str) -> bool:
+        """The artifact making a recipe's base is done on every host (and not at work)."""
+        with self._lock:
+            if base in self._in_flight:
+                return False
+        rows = [self.state.host_state(base, host.url) for host in self.hosts]
+        return all(row is not None and str(row.state) == "done" for row in rows)
+
+    def _on_base(self, rel: str, recipe: Recipe, host: Host) -> Recipe:
+        """``recipe`` for ``host`` with what its base is there, when dropzone makes the base."""
+        base = self.deps.provider(rel)
+        row = self.state.host_state(base, host.url) if base is not None else None
+        token = row.request_fingerprint if row is not None and str(row.state) == "done" else None
+        return replace(recipe, base_token=token) if token else recipe
+
+    def _look_at_dependents(self, rel: str) -> None:
+        """After ``rel``'s work: the models made from its model may go now, or again."""
+        for dependent in self.deps.dependents(rel):
+            self._settled_at.pop(dependent, None)
+            self.queue.put(Change(ChangeKind.CHANGED, self.drop_dir / dependent))
+
     # -- helpers ------------------------------------------------------------------------
 
     def _sharers(self, rel: str, recipe: Recipe) -> dict[Path, list[ScannedArtifact]]:
@@ -722,6 +766,7 @@ class Daemon:
                 continue
             self.report.forget(row.path)
             self._claims.release(row.path)
+            self.deps.forget(row.path)
             self._settled_at.pop(row.path, None)
             if self.once or self.settings.on_removed == "keep":
                 apply_on_removed(self.settings.on_removed, row, self.hosts, self.state)

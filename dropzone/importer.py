@@ -32,6 +32,7 @@ from dropzone.model import Recipe
 from dropzone.ollama import OllamaClient
 from dropzone.plan import Recorded, Step, backoff_seconds, next_step, unsupported_feature
 from dropzone.progress import Progress
+from dropzone.recipe_checks import base_refusal
 from dropzone.safeopen import matches_followed, open_verified
 from dropzone.state import HostState, StateStore, request_fingerprint
 
@@ -98,7 +99,7 @@ class Importer:
         ``identities`` are the files as they were hashed: each upload reads from a file whose
         ``fstat`` still matches, and the create goes out only while every file matches."""
         request = recipe.request(digests)
-        fingerprint = request_fingerprint(request)
+        fingerprint = request_fingerprint(recipe.fingerprinted(request))
         row = self._state.host_state(key, host.url)
         recorded = (
             None
@@ -156,6 +157,7 @@ class Importer:
         if host.version is None:
             host.version = host.client.version()
         refusal = unsupported_feature(recipe.artifact.kind, host.version)
+        refusal = refusal or base_refusal(request, host.client)  # e.g. quantize a Q4 base
         if refusal is not None:
             self._state.set_host_state(
                 key,

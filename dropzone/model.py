@@ -23,6 +23,7 @@ class ArtifactKind(StrEnum):
     GGUF_ADAPTER = "gguf-adapter"  # general.type = adapter: only through a sidecar
     SAFETENSORS = "safetensors"  # a folder with config.json and *.safetensors
     SAFETENSORS_ADAPTER = "safetensors-adapter"  # a folder with adapter_config.json
+    RECIPE = "recipe"  # a Modelfile or sidecar alone whose FROM names a model (no weights)
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,17 @@ class Recipe:
     draft_files: Mapping[str, Path] = field(default_factory=dict)  # speculative-decoding draft
     sidecar_key: FileKey | None = None  # the identity of the sidecar as it was read
     sidecar_digest: str | None = None  # and the digest of what was read
+    # What the base model was when this was made (per host): a base dropzone re-creates
+    # changes it, and so the fingerprint, and so the model made from it is made again.
+    base_token: str | None = None
 
     def blob_paths(self) -> list[Path]:
         """Every file whose bytes must be on the server, in a stable order."""
         return sorted({*self.files.values(), *self.adapters.values(), *self.draft_files.values()})
+
+    def fingerprinted(self, request: Mapping[str, Any]) -> Mapping[str, Any]:
+        """What the request fingerprint is taken of: the request, and the base's version."""
+        return {**request, "dropzone.base": self.base_token} if self.base_token else request
 
     def request(self, digests: Mapping[Path, str]) -> dict[str, Any]:
         """The ``/api/create`` body (without ``stream``) given ``path → sha256:<hex>``."""

@@ -17,9 +17,11 @@ from typing import Any
 
 from dropzone import parameters as rules
 from dropzone.errors import Problem
-from dropzone.model import Artifact, Recipe
+from dropzone.model import Artifact, ArtifactKind, Recipe
 from dropzone.names import InvalidNameError, derive_name, parse_name
 from dropzone.paths import file_keys
+from dropzone.recipe_deps import find_cycles
+from dropzone.scan_recipes import model_stem
 from dropzone.sidecar import SidecarSpec
 
 
@@ -107,6 +109,9 @@ class _Builder:
     def name(self, default_tag: str) -> str | None:
         model = self.spec.model
         try:
+            if model is None and self.artifact.kind is ArtifactKind.RECIPE:
+                rel = self.artifact.path.relative_to(self.drop_dir).as_posix()
+                return derive_name(model_stem(rel), default_tag)
             if model is None:
                 return derive_name(self.artifact.path.name, default_tag)
             parse_name(model)
@@ -121,6 +126,8 @@ class _Builder:
     def sources(self) -> tuple[dict[str, Path], dict[str, Path], dict[str, Path]]:
         """``files``, ``adapters`` and ``draft_files``: the artifact's role and what FROM says."""
         spec, artifact, me = self.spec, self.artifact, self.me
+        if artifact.kind is ArtifactKind.RECIPE:
+            return self.recipe_sources()
         used = {_norm(p) for p in (*spec.from_paths, *spec.adapter_paths, *spec.draft_paths)}
         adapter_sources = list(spec.adapter_paths)
         if artifact.is_adapter and me not in used:
@@ -150,6 +157,22 @@ class _Builder:
             fix = "add DRAFT, or remove draft_quantize"
             self.problem("draft_quantize without a draft model", fix, "draft_quantize")
         return files, self.files(adapter_sources, "adapters"), drafts
+
+    def recipe_sources(self) -> tuple[dict[str, Path], dict[str, Path], dict[str, Path]]:
+        """A weight-less recipe: FROM must name a model; adapters and drafts as usual."""
+        spec = self.spec
+        if spec.from_paths or not spec.from_name:
+            what = "names files" if spec.from_paths else "names no model to build on"
+            fix = "name an existing model (FROM llama3.2), or put this file beside the weights"
+            fix += " it is for (X.gguf with X.Modelfile)"
+            self.problem(f"{self.shown} {what}", fix, "from")
+        if len(spec.adapter_paths) > 1:
+            names = ", ".join(_shown(p, self.drop_dir) for p in spec.adapter_paths)
+            self.problem(
+                f"more than one adapter ({names}): Ollama takes one", "keep one", "adapters"
+            )
+        drafts = self.files(spec.draft_paths, "draft")
+        return {}, self.files(spec.adapter_paths, "adapters"), drafts
 
     def files(self, sources: Sequence[Path], key: str) -> dict[str, Path]:
         """The ``files``-style map for paths a sidecar names (keys as the CLI names them)."""
@@ -240,5 +263,8 @@ def build_recipes(
                 break
     recipes = [r for r in results.values() if isinstance(r, Recipe)]
     for index, problems in _conflicts(recipes).items():
+        results[recipes[index].artifact.path] = problems
+    recipes = [r for r in results.values() if isinstance(r, Recipe)]
+    for index, problems in find_cycles(recipes).items():
         results[recipes[index].artifact.path] = problems
     return results

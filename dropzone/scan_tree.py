@@ -113,6 +113,10 @@ class Tree:
         self._cache.put(key, version, result)
         return result
 
+    def read_with(self, reader: Callable[[BinaryIO], T], tag: str, e: Entry) -> Outcome[T]:
+        """``reader`` over the file's content, memoised under ``tag`` like the header reads."""
+        return self._read(reader, tag, e)
+
     def gguf(self, e: Entry) -> Outcome[gguf.GGUFHeader]:
         return self._read(gguf.read_header, "gguf", e)
 

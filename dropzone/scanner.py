@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 import structlog
 
-from dropzone import scan_folders, scan_gguf
+from dropzone import scan_folders, scan_gguf, scan_recipes
 from dropzone.errors import Problem
 from dropzone.filters import DEFAULT_RULES, IgnoreRules
 from dropzone.safeopen import open_verified
@@ -178,6 +178,10 @@ def scan(
     unclaimed = sorted(
         e.path for e in tree.entries.values() if not e.is_dir and e.path not in claimed
     )
+    # What no weights claim may be a recipe of its own: a model made from a model (issue 12).
+    recipes = [d.finish(tree.root, d.rel_path, {}) for d in scan_recipes.classify(tree, unclaimed)]
+    artifacts += recipes
+    unclaimed = [rel for rel in unclaimed if rel not in {r.rel_path for r in recipes}]
     return ScanResult(
         artifacts=tuple(sorted(artifacts, key=lambda a: a.rel_path)),
         problems=tuple(problems),

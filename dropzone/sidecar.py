@@ -353,6 +353,8 @@ def hf_folder(artifact: Artifact, drop_dir: Path) -> Path | None:
     unless that is the drop folder itself (side files there would apply to every file)."""
     if artifact.kind in (ArtifactKind.SAFETENSORS, ArtifactKind.SAFETENSORS_ADAPTER):
         return artifact.path
+    if artifact.kind is ArtifactKind.RECIPE:
+        return None  # a recipe says everything itself; its folder holds no weights
     parent = artifact.path.parent
     return None if os.path.abspath(parent) == os.path.abspath(drop_dir) else parent
 

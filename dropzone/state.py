@@ -184,7 +184,7 @@ class StateStore:
             ) from e
         try:
             if not readonly:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                mode = _enter_wal(conn)
                 if mode != "wal":
                     raise sqlite3.OperationalError(f"journal_mode is {mode!r}, WAL unavailable")
                 # FULL: a commit survives power loss too; commits are few (one per step).
@@ -448,6 +448,20 @@ _SELECT_HOSTS = (
     "SELECT path, host, state, model, request_fingerprint, attempts, last_error,"
     " next_retry_at, updated_at FROM artifact_hosts"
 )
+
+
+def _enter_wal(conn: sqlite3.Connection, deadline_seconds: float = 10.0) -> str:
+    """Switch to WAL. A new database opened by two processes at once: the switch needs an
+    exclusive lock, and SQLite does not call its busy handler for it ("database is locked"
+    at once, about 1 start in 15), so wait here, within the same bound as the busy timeout."""
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _key_values(key: FileKey) -> tuple[int, int, int, int, int]:

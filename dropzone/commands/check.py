@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dropzone.errors import DropzoneError, Problem
+from dropzone.errors import DropzoneError, OllamaError, Problem
 from dropzone.fsnames import shown, shown_in
 from dropzone.hashing import hash_file
 from dropzone.model import Recipe
+from dropzone.ollama import OllamaClient, make_http_client
+from dropzone.recipe_checks import quantize_refusal
 from dropzone.recipes import build_recipes
 from dropzone.scanner import ScannedArtifact, Status, list_tree, scan
 from dropzone.sidecar import SidecarSpec, load_spec
@@ -34,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-hash", action="store_true", help="do not compute digests")
     parser.add_argument("--drop-dir", help="the drop folder sidecar paths must stay inside")
     parser.add_argument("--default-tag", default="latest", help="tag for derived names")
+    parser.add_argument(
+        "--hosts",
+        nargs="+",
+        metavar="URL",
+        help="online: ask these Ollama hosts (/api/show) whether each recipe's base is there",
+    )
 
 
 @dataclass
@@ -43,9 +51,12 @@ class Finding:
     model: str | None = None
     request: dict[str, Any] | None = None
     errors: list[Problem] = field(default_factory=list)
+    hosts: dict[str, str] | None = None  # with --hosts: host → "present", "missing", …
 
     def as_json(self) -> dict[str, Any]:
+        extra = {"hosts": self.hosts} if self.hosts is not None else {}
         return {
+            **extra,
             "model": self.model,
             "artifact": self.artifact,
             "sidecar": self.sidecar,
@@ -180,6 +191,10 @@ def execute(args: argparse.Namespace) -> int:
         default_tag=args.default_tag,
         hash_files=not args.no_hash,
     )
+    if args.hosts:
+        for finding in findings:
+            if finding.request is not None and isinstance(finding.request.get("from"), str):
+                ask_hosts(finding, args.hosts)
     if args.json:
         # A name that is not UTF-8 is shown escaped: the output is always valid UTF-8 (issue 13).
         out = shown_in([f.as_json() for f in findings])
@@ -200,3 +215,33 @@ def _print_text(f: Finding) -> None:
         return
     print(f"OK {f.model} from {where}")
     print("  POST /api/create " + json.dumps(f.request, ensure_ascii=False))
+    base = (f.request or {}).get("from")
+    for host, found in (f.hosts or {}).items():
+        if found == "missing":
+            print(
+                f"  base {base} missing on {host}: Ollama pulls it there inside the create;"
+                f" fix if it cannot: ollama pull {base} on that host, or name a local model"
+            )
+        elif found != "present":
+            print(f"  base {base} on {host}: {found}")
+
+
+def ask_hosts(finding: Finding, urls: Sequence[str]) -> None:
+    """The opt-in online part: is the base on each host, and would the create certainly fail?"""
+    request = finding.request or {}
+    base = str(request["from"])
+    finding.hosts = {}
+    with make_http_client() as http:
+        for url in urls:
+            client = OllamaClient(url, http)
+            try:
+                show = client.show(base)
+            except OllamaError as exc:
+                finding.hosts[url] = "missing" if exc.status == 404 else f"unreachable: {exc}"
+                continue
+            finding.hosts[url] = "present"
+            refusal = quantize_refusal(show, base) if request.get("quantize") else None
+            if refusal is not None:
+                finding.errors.append(
+                    Problem(finding.sidecar or finding.artifact, f"{url}: {refusal}")
+                )

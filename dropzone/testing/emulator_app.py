@@ -78,6 +78,7 @@ class App:
         self.features = features
         self.faults = faults
         self.counters = counters
+        self.registry: Store | None = None  # where a create ``from`` a missing model pulls it
         self._local = threading.local()
 
     def buffer(self) -> memoryview:

@@ -34,6 +34,7 @@ from dropzone.testing.emulator_gguf import (
 )
 from dropzone.testing.emulator_gojson import go_json, go_json_line, human_number
 from dropzone.testing.emulator_http import AbortError, BodyError, Handler, parse_json_body
+from dropzone.testing.emulator_pull import pull
 from dropzone.testing.emulator_request import (
     CREATE_FIELDS,
     bind,
@@ -207,6 +208,7 @@ class Pipeline:
         self.store: Store = app.store
         self.split_gguf = app.features.split_gguf
         self.validate = app.features.validate_gguf
+        self.registry: Store | None = app.registry
         self.req, self.name, self.out = req, name, out
 
     def emit(self, progress: dict[str, Any]) -> None:
@@ -241,9 +243,11 @@ class Pipeline:
         except InvalidNameError:
             raise CreateFailureError("invalid model name", 400) from None
         base = self.store.load(base_name)
-        if base is None:  # the server would pull it from the registry; emulate a failed pull
-            self.emit({"status": "pulling manifest"})
-            raise CreateFailureError("pull model manifest: file does not exist")
+        if base is None:  # the server pulls it from the registry, inside this stream
+            pull(self.store, self.registry, base_name, self.emit)
+            base = self.store.load(base_name)
+            if base is None:
+                raise CreateFailureError("pull model manifest: file does not exist")
         raw_config = self.store.blob_path(base.config.digest).read_bytes()
         base_config = Config.from_json(json.loads(raw_config))
         for key in ("renderer", "parser", "requires"):  # the request's values win

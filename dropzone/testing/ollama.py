@@ -69,6 +69,7 @@ class Emulator:
         port: int = 0,
         version: str = DEFAULT_VERSION,
         validate_gguf: bool | None = None,
+        registry: Path | None = None,
     ) -> None:
         self.store = Store(Path(store))
         self.host = host
@@ -81,6 +82,9 @@ class Emulator:
             split_gguf=modern(version),
         )
         self.app = App(self.store, features, self.faults, self.counters)
+        # A create ``from`` a model this store lacks pulls it from here (another store), as
+        # Ollama pulls from its registry; without one every such pull fails as a registry 404.
+        self.app.registry = Store(Path(registry)) if registry is not None else None
         self._server: EmulatorServer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -195,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="reference uploaded GGUFs as-is (pre-0.30 behaviour) instead of re-writing them",
     )
+    parser.add_argument(
+        "--registry",
+        type=Path,
+        help="a store of models to pull when a create names a model this store lacks",
+    )
     args = parser.parse_args(argv)
     emulator = Emulator(
         args.store,
@@ -202,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         version=args.version,
         validate_gguf=False if args.no_validate_gguf else None,
+        registry=args.registry,
     )
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -366,7 +366,7 @@ def test_request_fingerprint_of_undecodable_or_lone_surrogate_text_is_stable() -
     assert request_fingerprint(undecodable) == request_fingerprint(dict(undecodable))
     assert request_fingerprint(undecodable) != request_fingerprint(lookalike)
     assert request_fingerprint({"system": "\ud800"}) != request_fingerprint({"system": "?"})
-    assert artifact_fingerprint({os.fsdecode(b"\xff.gguf"): FileKey(1, 2, 3, 4)}, None)
+    assert artifact_fingerprint({os.fsdecode(b"\xff.gguf"): FileKey(1, 2, 3, 4, 5)}, None)
     # Text that is valid keeps its fingerprint: a request done before this change is not redone.
     text = {"model": "m", "system": "café"}
     canonical = json.dumps(text, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
