@@ -86,6 +86,9 @@ SIGNAL_CHECK_SECONDS = 0.25
 STOP_GRACE_SECONDS = 2.0
 # How often a drop folder that is not the recorded one (an unmounted share) is looked at again.
 GUARD_RECHECK_SECONDS = 5.0
+# Backoff after failures that are not the server's answer (a persisting digest mismatch).
+BACKOFF_FIRST_SECONDS = 2.0
+BACKOFF_MAX_SECONDS = 600.0
 HEADER_CACHE_ENTRIES = 200_000
 # Weights this large are uploaded as soon as their writer closed them (see ``_upload_early``);
 # a smaller artifact uploads in less time than the settle wait it could hide.
@@ -140,13 +143,15 @@ class Daemon:
         self._lock = threading.Lock()
         self._in_flight: dict[str, Future[None]] = {}
         self._early: dict[str, tuple[object, ...]] = {}  # rel → weights' stats uploaded early
-        self._wakeups: list[tuple[float, str]] = []  # (monotonic time, unit) to look again
+        self._wakeups: list[tuple[float, str, str]] = []  # (monotonic time, unit, rel)
         self._units: dict[str, ScanResult] = {}  # unit → what its last scan found
         self._stats: dict[str, dict[str, Entry]] = {}  # unit → its listing by rel path
         # rel → the file stats it had when every host was found done with its request: an
         # artifact whose stats did not move since needs no sidecar read, recipe or query.
         self._settled_at: dict[str, tuple[object, ...]] = {}
         self._claims = Claims()  # which artifact makes which model name
+        self._failures: dict[str, int] = {}  # rel → failures in a row not due to a server
+        self._not_before: dict[str, float] = {}  # rel → monotonic time its backoff ends
         self.deps = Dependencies()  # which artifact's model is made from which (issue 12)
         self._last_cost = 0.0
         self.watcher: Watcher | None = None
@@ -490,6 +495,8 @@ class Daemon:
         with self._lock:
             if rel in self._in_flight:
                 return
+        if time.monotonic() < self._not_before.get(rel, 0.0):
+            return  # backing off after a failure; its wake-up is set
         if self._settled(rel, recipe):
             stats = self._stats.get(self._unit_of(rel), {})
             files = [(p.path, stats[p.path].size, stats[p.path].mtime_ns) for p in sa.progress]
@@ -575,12 +582,12 @@ class Daemon:
             steps.add(step)
             if step is Step.WAIT and row is not None and row.next_retry_at is not None:
                 when = time.monotonic() + row.next_retry_at - time.time()
-                self._wake_at(when, self._unit_of(rel))
+                self._wake_at(when, self._unit_of(rel), rel)
         if Step.GO in steps:
             return False
         self.summary.mark(rel, "failed" if steps & {Step.REFUSED, Step.WAIT} else "done")
-        # A retry that is only waiting is not settled: its wake-up must find work to do.
-        return Step.WAIT not in steps
+        # Waiting is a timer (set above), never a job: the wake-up judges it afresh.
+        return True
 
     # -- the work for one artifact, on a worker thread --------------------------------
 
@@ -621,11 +628,15 @@ class Daemon:
         except Exception as exc:  # one artifact's failure never stops the daemon
             log.exception("artifact.error", path=str(sa.artifact.path), error=str(exc))
             self.summary.mark(rel, "failed")
+            self._back_off(rel)
         finally:
             with self._lock:
                 self._in_flight.pop(rel, None)
             if not self.stop_event.is_set() and not self.once:
-                self.queue.put(Change(ChangeKind.CHANGED, sa.artifact.path))
+                # One more look once the job is over (what changed meanwhile was skipped while
+                # it was in flight): a timer, not a file event, and not before a backoff ends.
+                when = max(time.monotonic(), self._not_before.get(rel, 0.0))
+                self._wake_at(when, self._unit_of(rel), rel)
                 self._look_at_dependents(rel)
 
     def _early_job(self, sa: ScannedArtifact, expected: Mapping[Path, int | None]) -> None:
@@ -647,7 +658,7 @@ class Daemon:
             with self._lock:
                 self._in_flight.pop(rel, None)
             if not self.stop_event.is_set():
-                self.queue.put(Change(ChangeKind.CHANGED, sa.artifact.path))
+                self._wake_at(time.monotonic(), self._unit_of(rel), rel)
 
     def _record(
         self, sa: ScannedArtifact, recipe: Recipe, results: Mapping[Path, HashResult]
@@ -686,12 +697,17 @@ class Daemon:
                 when = time.monotonic() + outcome.retry_at - time.time()
                 self._wake_at(when, self._unit_of(rel))
             if outcome.result is Result.REHASH:
-                # The server saw other bytes than the digest says: forget it, hash again.
+                # The server saw other bytes than the digest says: forget it, hash again, but
+                # not at once: a mismatch that persists (a file rewritten in place all the
+                # time, a proxy that alters bodies) must not loop hash + upload.
                 for result in results.values():
                     self.state.forget_digest(result.key)
+                self._back_off(rel)
         if any(o.result in (Result.FAILED, Result.RETRY) for _, o in outcomes):
             self.summary.mark(rel, "failed")
         if all(o.result in (Result.DONE, Result.SKIPPED) for _, o in outcomes):
+            self._failures.pop(rel, None)
+            self._not_before.pop(rel, None)
             self.summary.mark(rel, "done")
             if any(o.result is Result.DONE for _, o in outcomes) and self._trusted():
                 apply_on_success(
@@ -820,9 +836,20 @@ class Daemon:
         head, slash, _ = rel.partition("/")
         return head if slash or head in self._stats else ""
 
-    def _wake_at(self, when: float, unit: str) -> None:
+    def _back_off(self, rel: str) -> None:
+        """Hold ``rel`` back for a doubling delay after a failure that is not the server's
+        (a digest mismatch, an unexpected error); a success resets it (``_after``)."""
+        attempts = self._failures.get(rel, 0) + 1
+        self._failures[rel] = attempts
+        delay = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** (attempts - 1))
+        self._not_before[rel] = time.monotonic() + delay
+        log.warning("retry.scheduled", path=rel, attempts=attempts, retry_in=round(delay, 1))
+
+    def _wake_at(self, when: float, unit: str, rel: str = "") -> None:
+        """Look at ``unit`` again at ``when``; with ``rel``, judge that artifact afresh then
+        (a retry time has come: its "nothing to do since" signature no longer holds)."""
         with self._lock:
-            heapq.heappush(self._wakeups, (when, unit))
+            heapq.heappush(self._wakeups, (when, unit, rel))
 
     def _next_wakeup(self) -> float:
         with self._lock:
@@ -832,7 +859,10 @@ class Daemon:
         due: set[str] = set()
         with self._lock:
             while self._wakeups and self._wakeups[0][0] <= now:
-                due.add(heapq.heappop(self._wakeups)[1])
+                _, unit, rel = heapq.heappop(self._wakeups)
+                due.add(unit)
+                if rel:
+                    self._settled_at.pop(rel, None)
         return due
 
     def _wait_for_jobs(self) -> bool:

@@ -92,9 +92,9 @@ class App:
         if not h.host_allowed():
             h.respond(403)
             return
-        status = self.faults.take_failure(h.route_path)
-        if status is not None:
-            h.respond_error(status, "injected fault")
+        failure = self.faults.take_failure(h.route_path, h.command)
+        if failure is not None:
+            h.respond_error(*failure)
             return
         path, method = h.route_path, h.command
         found = match_route(path)

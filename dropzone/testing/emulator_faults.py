@@ -109,6 +109,8 @@ class _Failure:
     remaining: int
     status: int
     path_prefix: str
+    error: str = "injected fault"
+    method: str | None = None  # any method when None
 
 
 class Faults:
@@ -122,11 +124,19 @@ class Faults:
         self._held = 0
         self._cuts: list[int] = []
 
-    def fail_next(self, count: int = 1, *, status: int = 500, path_prefix: str = "") -> None:
-        """Answer the next ``count`` requests whose path starts with ``path_prefix`` with
-        ``status`` and ``{"error":"injected fault"}``, without processing them."""
+    def fail_next(
+        self,
+        count: int = 1,
+        *,
+        status: int = 500,
+        path_prefix: str = "",
+        error: str = "injected fault",
+        method: str | None = None,
+    ) -> None:
+        """Answer the next ``count`` requests (of ``method``, if given) whose path starts with
+        ``path_prefix`` with ``status`` and ``{"error": error}``, without processing them."""
         with self._cond:
-            self._failures.append(_Failure(count, status, path_prefix))
+            self._failures.append(_Failure(count, status, path_prefix, error, method))
 
     def stall(self, *, path_prefix: str = "", duration: float | None = None) -> None:
         """Hold matching requests (after their headers arrive) until ``release()`` is called
@@ -173,14 +183,15 @@ class Faults:
 
     # --- consulted by the server ------------------------------------------------------------
 
-    def take_failure(self, path: str) -> int | None:
+    def take_failure(self, path: str, method: str = "GET") -> tuple[int, str] | None:
+        """The status and error text to answer ``path`` with, if a failure is armed for it."""
         with self._cond:
             for failure in self._failures:
-                if path.startswith(failure.path_prefix):
+                if path.startswith(failure.path_prefix) and failure.method in (None, method):
                     failure.remaining -= 1
                     if failure.remaining <= 0:
                         self._failures.remove(failure)
-                    return failure.status
+                    return failure.status, failure.error
             return None
 
     def take_cut(self) -> int | None:
