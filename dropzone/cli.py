@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "scan": "one pass: import what is ready now, report what is pending, exit",
     "check": "offline: validate artifacts and sidecars, print the /api/create requests",
     "status": "what the state store knows, per artifact and host",
+    "retry": "clear refusals and backoff (all, or the named artifacts); wake the daemon",
     "doctor": "check hosts, drop folder, file system events, limits and state store",
 }
 

@@ -270,6 +270,8 @@ class Daemon:
                 break
             now = time.monotonic()
             rescan_due = now >= next_rescan or any(c.kind is ChangeKind.RESCAN for c in changes)
+            if any(c.kind is ChangeKind.RESCAN for c in changes):  # SIGHUP (dropzone retry)
+                self._settled_at.clear()  # or lost events: judge everything from the store
             for change in changes:
                 if change.path is None:
                     continue

@@ -400,6 +400,31 @@ class StateStore:
             )
         return row
 
+    def clear_failures(self, paths: Iterable[str | Path] | None = None) -> list[HostRow]:
+        """``dropzone retry``: every ``failed`` row (refused, or waiting for a retry) of
+        ``paths`` (all artifacts when None) becomes ``pending`` with no attempts, no error, no
+        retry time and no request fingerprint, so the plan says GO for any request. Returns the
+        rows as they were, ordered by path then host."""
+        with self._tx():
+            if paths is None:
+                failed = self._conn.execute(
+                    _SELECT_HOSTS + " WHERE state=? ORDER BY path, host", (str(HostState.FAILED),)
+                ).fetchall()
+            else:
+                failed = []
+                for path in dict.fromkeys(str(p) for p in paths):
+                    failed += self._conn.execute(
+                        _SELECT_HOSTS + " WHERE path=? AND state=? ORDER BY host",
+                        (_key(path), str(HostState.FAILED)),
+                    ).fetchall()
+            self._conn.executemany(
+                "UPDATE artifact_hosts SET state=?, request_fingerprint=NULL, attempts=0,"
+                " last_error=NULL, next_retry_at=NULL, updated_at=? WHERE path=? AND host=?",
+                [(str(HostState.PENDING), self._clock(), r[0], r[1]) for r in failed],
+            )
+        rows = [_host_row(r) for r in failed]
+        return rows if paths is None else sorted(rows, key=lambda r: (r.path, r.host))
+
     def host_state(self, path: str | Path, host: str) -> HostRow | None:
         with self._lock:
             row = self._conn.execute(

@@ -15,6 +15,7 @@ import pytest
 
 from dropzone.errors import ConfigError
 from dropzone.identity import FileKey
+from dropzone.plan import Recorded, Step, next_step
 from dropzone.state import (
     DB_NAME,
     MIGRATIONS,
@@ -371,3 +372,48 @@ def test_request_fingerprint_of_undecodable_or_lone_surrogate_text_is_stable() -
     text = {"model": "m", "system": "café"}
     canonical = json.dumps(text, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert request_fingerprint(text) == "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def test_clear_failures_makes_refusals_and_backoff_go_again_and_leaves_other_rows(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    other = "http://10.0.0.2:11434"
+    with StateStore.open(tmp_path, clock=clock) as store:
+        store.set_host_state(
+            GGUF, HOST, HostState.FAILED, request_fingerprint="sha256:r", attempts=1, error="no"
+        )
+        store.set_host_state(
+            GGUF,
+            other,
+            HostState.FAILED,
+            request_fingerprint="sha256:r",
+            attempts=3,
+            error="down",
+            next_retry_at=clock.now + 60,
+        )
+        store.set_host_state("b.gguf", HOST, HostState.FAILED, request_fingerprint="x", error="no")
+        store.set_host_state("c.gguf", HOST, HostState.DONE, request_fingerprint="sha256:d")
+        clock.now += 5
+
+        cleared = store.clear_failures([GGUF])
+        assert [(r.path, r.host, r.last_error) for r in cleared] == [
+            (GGUF, other, "down"),
+            (GGUF, HOST, "no"),
+        ]
+        for host in (HOST, other):
+            row = store.host_state(GGUF, host)
+            assert row is not None
+            assert row.state is HostState.PENDING
+            assert (row.request_fingerprint, row.attempts) == (None, 0)
+            assert (row.last_error, row.next_retry_at, row.updated_at) == (None, None, clock.now)
+            # The plan goes again at once, whatever the request is now.
+            recorded = Recorded(str(row.state), row.request_fingerprint, row.next_retry_at)
+            assert next_step(recorded, "sha256:r", clock.now) is Step.GO
+        still = store.host_state("b.gguf", HOST)
+        assert still is not None and still.state is HostState.FAILED
+
+        assert [r.path for r in store.clear_failures()] == ["b.gguf"]  # all paths
+        done = store.host_state("c.gguf", HOST)
+        assert done is not None and done.state is HostState.DONE  # never touched
+        assert store.clear_failures() == []
