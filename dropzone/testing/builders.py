@@ -8,7 +8,9 @@ Broken variants are made by damaging a valid file afterwards.
 from __future__ import annotations
 
 import json
+import os
 import struct
+import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -257,3 +259,19 @@ def lfs_pointer(path: Path, size: int = 4_920_734_016) -> Path:
 
 def tensor_file_names(paths: Sequence[Path]) -> list[str]:
     return [p.name for p in paths]
+
+
+def cp_p_same_size_over(source: Path, target: Path) -> None:
+    """Copy ``source`` over the existing ``target`` with the real ``cp -p``, as an operator
+    restoring a same-size version does: the inode, size and mtime of ``target`` stay what they
+    were (``source`` is given ``target``'s mtime first); only the content and ctime change."""
+    old = target.stat()
+    assert source.stat().st_size == old.st_size, "a same-size version"
+    os.utime(source, ns=(old.st_atime_ns, old.st_mtime_ns))
+    subprocess.run(["cp", "-p", str(source), str(target)], check=True)  # noqa: S603, S607
+    after = target.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        old.st_ino,
+        old.st_size,
+        old.st_mtime_ns,
+    )

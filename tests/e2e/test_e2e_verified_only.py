@@ -6,25 +6,16 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 from conftest import Dropzone, digest_of
 
-from dropzone.testing.builders import build_gguf
+from dropzone.testing.builders import build_gguf, cp_p_same_size_over
 from dropzone.testing.ollama import Emulator
 
 
 def _cp_p_same_size(target: Path, source: Path) -> str:
-    old = target.stat()
-    os.utime(source, ns=(old.st_atime_ns, old.st_mtime_ns))
-    subprocess.run(["cp", "-p", str(source), str(target)], check=True)
-    after = target.stat()
-    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
-        old.st_ino,
-        old.st_size,
-        old.st_mtime_ns,
-    )
+    cp_p_same_size_over(source, target)
     return digest_of(target)
 
 

@@ -33,18 +33,33 @@ class Running:
             if e["event"] == name and all(e.get(k) == v for k, v in fields.items())
         ]
 
-    def wait_for(self, name: str, timeout: float = 15.0, **fields: Any) -> dict[str, Any]:
+    def indexes(self, name: str, **fields: Any) -> list[int]:
+        """Positions of the matching events in the capture (the order they happened in)."""
+        return [
+            i
+            for i, e in enumerate(list(self._capture.entries))
+            if e["event"] == name and all(e.get(k) == v for k, v in fields.items())
+        ]
+
+    def index(self, name: str, **fields: Any) -> int:
+        return self.indexes(name, **fields)[0]
+
+    def wait_for(
+        self, name: str, timeout: float = 15.0, count: int = 1, **fields: Any
+    ) -> dict[str, Any]:
+        """The ``count``-th matching event, once there is one."""
         found: list[dict[str, Any]] = wait_until(
-            lambda: self.find(name, **fields), timeout=timeout, what=f"{name} {fields}"
+            lambda: len(self.find(name, **fields)) >= count and self.find(name, **fields),
+            timeout=timeout,
+            what=f"{count} x {name} {fields}",
         )
-        return found[0]
+        return found[count - 1]
 
     def stop(self) -> int | None:
         self.daemon.request_stop()
         self._thread.join(timeout=10)
         assert not self._thread.is_alive(), "the daemon did not stop"
         return self.exit_code
-
 
 
 def imported(start: Any, gguf: Path, **overrides: object) -> tuple[Path, Running]:

@@ -4,13 +4,12 @@ refused per host, ordered by dependencies, re-created on edits and cascades, rem
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
+from daemon_helpers import Running
 from structlog.testing import LogCapture
 
 from dropzone.daemon import Daemon
@@ -18,67 +17,8 @@ from dropzone.settings import Settings, load_settings
 from dropzone.testing.builders import FILE_TYPE_Q4_K_M, build_gguf
 from dropzone.testing.ollama import Emulator
 from dropzone.testing.seed import seed_model
-from dropzone.testing.waiting import wait_until
 
 MARIO = "FROM llama3.2\nSYSTEM You are Mario from Super Mario Bros.\nPARAMETER temperature 0.7\n"
-
-
-class Running:
-    """A ``Daemon.run()`` on a thread, its events captured."""
-
-    def __init__(self, daemon: Daemon, capture: LogCapture) -> None:
-        self.daemon = daemon
-        self._capture = capture
-        self._thread = threading.Thread(target=self.daemon.run, name="daemon")
-        self._thread.start()
-
-    def find(self, name: str, **fields: Any) -> list[dict[str, Any]]:
-        return [
-            e
-            for e in list(self._capture.entries)
-            if e["event"] == name and all(e.get(k) == v for k, v in fields.items())
-        ]
-
-    def indexes(self, name: str, **fields: Any) -> list[int]:
-        """Positions of the matching events in the capture (the order they happened in)."""
-        return [
-            i
-            for i, e in enumerate(list(self._capture.entries))
-            if e["event"] == name and all(e.get(k) == v for k, v in fields.items())
-        ]
-
-    def index(self, name: str, **fields: Any) -> int:
-        return self.indexes(name, **fields)[0]
-
-    def wait_for(self, name: str, timeout: float = 15.0, count: int = 1, **fields: Any) -> Any:
-        found = wait_until(
-            lambda: len(self.find(name, **fields)) >= count and self.find(name, **fields),
-            timeout=timeout,
-            what=f"{count} x {name} {fields}",
-        )
-        return found[count - 1]
-
-    def stop(self) -> None:
-        self.daemon.request_stop()
-        self._thread.join(timeout=10)
-        assert not self._thread.is_alive(), "the daemon did not stop"
-
-
-@pytest.fixture
-def capture() -> Iterator[LogCapture]:
-    capturing = LogCapture()
-    structlog.configure(processors=[structlog.processors.add_log_level, capturing])
-    try:
-        yield capturing
-    finally:
-        structlog.reset_defaults()
-
-
-@pytest.fixture
-def drop(tmp_path: Path) -> Path:
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    return folder
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from dropzone.testing.builders import (
     build_mmproj_gguf,
     build_safetensors_model,
     build_split_gguf,
+    cp_p_same_size_over,
 )
 from dropzone.testing.ollama import Emulator
 from dropzone.testing.waiting import wait_until
@@ -205,17 +205,7 @@ def test_a_drop_folder_replaced_while_running_deletes_no_model(
 
 def _cp_p_same_size_over(target: Path, tmp_path: Path) -> str:
     """``cp -p`` of a new version with the old file's size and mtime over ``target``."""
-    newer = build_gguf(tmp_path / "newer.gguf", seed=77)
-    old = target.stat()
-    assert newer.stat().st_size == old.st_size
-    os.utime(newer, ns=(old.st_atime_ns, old.st_mtime_ns))
-    subprocess.run(["cp", "-p", str(newer), str(target)], check=True)
-    after = target.stat()
-    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
-        old.st_ino,
-        old.st_size,
-        old.st_mtime_ns,
-    )
+    cp_p_same_size_over(build_gguf(tmp_path / "newer.gguf", seed=77), target)
     return _digest(target)
 
 
