@@ -29,6 +29,7 @@ from dropzone.errors import (
 from dropzone.identity import FileKey
 from dropzone.keylocks import KeyLocks
 from dropzone.model import Recipe
+from dropzone.names import is_valid_name, parse_name
 from dropzone.ollama import OllamaClient
 from dropzone.plan import Recorded, Step, backoff_seconds, next_step, unsupported_feature
 from dropzone.progress import Progress
@@ -116,6 +117,14 @@ class Importer:
         attempts = 0 if row is None or row.request_fingerprint != fingerprint else row.attempts
         ctx = {"path": str(recipe.artifact.path), "model": recipe.model, "host": host.url}
         try:
+            # A restart in "creating": was that create carried out? Then it is not sent again.
+            if (
+                row is not None
+                and row.state is HostState.CREATING
+                and row.request_fingerprint == fingerprint
+                and self._made_meanwhile(key, recipe, host, row.model_before, ctx)
+            ):
+                return Outcome(Result.DONE)
             return self._run(
                 key,
                 recipe=recipe,
@@ -177,7 +186,8 @@ class Importer:
         # The server prunes unreferenced blobs at start: one may be gone if it restarted since.
         self._ensure_blobs(blobs, host, ctx, again=True)
         verify_unchanged(self._drop_dir, recipe, identities)
-        self._state.set_host_state(key, host.url, HostState.CREATING)
+        before = _stamp(host, recipe.model)
+        self._state.set_host_state(key, host.url, HostState.CREATING, model_before=before)
         started = time.monotonic()
         for status in host.client.create(request):
             self._check_stop()
@@ -187,6 +197,26 @@ class Importer:
         seconds = round(time.monotonic() - started, 3)
         log.info("model.created", **ctx, seconds=seconds)
         return Outcome(Result.DONE)
+
+    def _made_meanwhile(
+        self,
+        key: str,
+        recipe: Recipe,
+        host: Host,
+        before: str | None,
+        ctx: dict[str, str],
+    ) -> bool:
+        """After a restart in ``creating``: True (recorded done) when the server has the model
+        and it changed since just before our create went out, so that create was carried out.
+        A quantization or a conversion takes minutes of server work: it is not sent twice.
+        A model that is missing, or unchanged since (another request made it), is created."""
+        now = _stamp(host, recipe.model)
+        if before is None or now in ("", before):
+            return False
+        host.client.show(recipe.model)
+        self._state.set_host_state(key, host.url, HostState.DONE, attempts=0)
+        log.info("model.created", **ctx, confirmed_after_restart=True)
+        return True
 
     def upload_early(
         self, blobs: Mapping[str, tuple[Path, FileKey]], host: Host, artifact: Path
@@ -295,6 +325,17 @@ class Importer:
     def _check_stop(self) -> None:
         if self._stop.is_set():
             raise StoppedError("stopping")
+
+
+def _stamp(host: Host, model: str) -> str:
+    """The model's ``modified_at`` on ``host`` ('' when it has no such model): a create that
+    the server carried out changes it, whatever the clocks of the two machines say."""
+    wanted = parse_name(model).key()
+    for entry in host.client.tags():
+        name = entry.get("name") or entry.get("model")
+        if isinstance(name, str) and is_valid_name(name) and parse_name(name).key() == wanted:
+            return str(entry.get("modified_at") or "?")
+    return ""
 
 
 def _open_hashed(drop_dir: Path, path: Path, identity: FileKey) -> int:

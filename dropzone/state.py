@@ -70,6 +70,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Facts about this store's drop folder (its identity), one value per key.
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ),
+    (
+        # What the server said of the model just before a create was sent ('' when it had
+        # none): after a restart in "creating", a model that changed since is the one we asked
+        # for, and the create is not sent again.
+        "ALTER TABLE artifact_hosts ADD COLUMN model_before TEXT",
+    ),
 )
 
 
@@ -101,6 +107,7 @@ class HostRow:
     last_error: str | None
     next_retry_at: float | None  # seconds since the epoch
     updated_at: float
+    model_before: str | None = None  # the model's stamp on the server before the create
 
 
 @dataclass(frozen=True)
@@ -363,6 +370,7 @@ class StateStore:
         attempts: int | _Keep = KEEP,
         error: str | None = None,
         next_retry_at: float | None = None,
+        model_before: str | _Keep | None = KEEP,
     ) -> HostRow:
         """Record a transition and commit it. Columns passed as ``KEEP`` keep their value;
         ``error`` and ``next_retry_at`` describe the latest failure, so they are cleared unless
@@ -381,11 +389,12 @@ class StateStore:
                 last_error=_text(error),
                 next_retry_at=next_retry_at,
                 updated_at=self._clock(),
+                model_before=_pick(model_before, old.model_before if old else None),
             )
             self._conn.execute(
                 "INSERT OR REPLACE INTO artifact_hosts (path, host, state, model,"
-                " request_fingerprint, attempts, last_error, next_retry_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " request_fingerprint, attempts, last_error, next_retry_at, updated_at,"
+                " model_before) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     _key(row.path),
                     row.host,
@@ -396,6 +405,7 @@ class StateStore:
                     row.last_error,
                     row.next_retry_at,
                     row.updated_at,
+                    row.model_before,
                 ),
             )
         return row
@@ -471,7 +481,7 @@ class StateStore:
 
 _SELECT_HOSTS = (
     "SELECT path, host, state, model, request_fingerprint, attempts, last_error,"
-    " next_retry_at, updated_at FROM artifact_hosts"
+    " next_retry_at, updated_at, model_before FROM artifact_hosts"
 )
 
 
@@ -513,7 +523,9 @@ def _artifact_row(r: tuple[Any, ...]) -> ArtifactRow:
 
 
 def _host_row(r: tuple[Any, ...]) -> HostRow:
-    return HostRow(from_column(r[0]), r[1], HostState(r[2]), r[3], r[4], r[5], r[6], r[7], r[8])
+    return HostRow(
+        from_column(r[0]), r[1], HostState(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9]
+    )
 
 
 def _migrate(conn: sqlite3.Connection, path: Path, *, readonly: bool) -> None:

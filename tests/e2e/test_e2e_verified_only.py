@@ -59,3 +59,24 @@ def test_an_unmounted_share_at_start_deletes_no_model(
     assert not again.find("model.deleted")
     assert emulator.models() == ["kept:latest"]
     assert os.listdir(dropzone.drop) == [], "the empty mount point was written to"
+
+
+def test_a_create_the_server_finished_before_a_kill_is_not_sent_again(
+    dropzone: Dropzone, emulator: Emulator
+) -> None:
+    build_gguf(dropzone.drop / "Once.gguf")
+    # The create is done on the server; the daemon is killed while it confirms it.
+    emulator.faults.stall(path_prefix="/api/show")
+    daemon = dropzone.run()
+    assert emulator.faults.wait_held(1, timeout=15)
+    assert emulator.models() == ["once:latest"]
+    daemon.kill()
+    emulator.faults.release()
+    assert emulator.counters.creates("once:latest") == 1
+
+    restarted = dropzone.run()
+    restarted.wait_for("artifact.done", model="once:latest", result="done")
+    assert emulator.counters.creates("once:latest") == 1, "the create was sent twice"
+    since = restarted.rescan()
+    assert not restarted.find("model.created", since=since)
+    assert emulator.counters.creates("once:latest") == 1
