@@ -41,6 +41,7 @@ from dropzone.notify import Notifier
 from dropzone.ollama import OllamaClient, make_http_client
 from dropzone.plan import Recorded, Step, next_step
 from dropzone.policies import apply_on_removed, apply_on_success, owned_files
+from dropzone.probes import Probes
 from dropzone.progress import Progress
 from dropzone.readiness import QuietTracker
 from dropzone.recipe_deps import Dependencies
@@ -59,6 +60,7 @@ from dropzone.settings import Settings
 from dropzone.sidecar import SidecarSpec, load_spec
 from dropzone.state import (
     ArtifactRow,
+    HostRow,
     HostState,
     StateStore,
     artifact_fingerprint,
@@ -86,6 +88,9 @@ SIGNAL_CHECK_SECONDS = 0.25
 STOP_GRACE_SECONDS = 2.0
 # How often a drop folder that is not the recorded one (an unmounted share) is looked at again.
 GUARD_RECHECK_SECONDS = 5.0
+# ``dropzone scan``: rounds of work at most, and the longest it waits for retry times in all.
+SCAN_ROUNDS = 6
+SCAN_RETRY_BUDGET_SECONDS = 30.0
 # Backoff after failures that are not the server's answer (a persisting digest mismatch).
 BACKOFF_FIRST_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 600.0
@@ -150,8 +155,11 @@ class Daemon:
         # artifact whose stats did not move since needs no sidecar read, recipe or query.
         self._settled_at: dict[str, tuple[object, ...]] = {}
         self._claims = Claims()  # which artifact makes which model name
+        self._probes = Probes()  # hosts that did not answer, looked at again every few seconds
         self._failures: dict[str, int] = {}  # rel → failures in a row not due to a server
         self._not_before: dict[str, float] = {}  # rel → monotonic time its backoff ends
+        # rel → the identities of its files when a server refused it: a touch changes them.
+        self._refused: dict[str, frozenset[FileKey]] = {}
         self.deps = Dependencies()  # which artifact's model is made from which (issue 12)
         self._last_cost = 0.0
         self.watcher: Watcher | None = None
@@ -242,13 +250,41 @@ class Daemon:
     def scan_once(self) -> PassSummary:
         """One pass: import what is ready now, wait for that work, report what is pending."""
         self._greet_hosts()
-        # A file rewritten under a recorded digest needs a second look: a few rounds at most.
-        for _ in range(3):
+        # A file rewritten under a recorded digest needs a second look, and a host that failed
+        # for now is tried again at its retry time: a few rounds, within a bounded wait.
+        deadline = time.monotonic() + SCAN_RETRY_BUDGET_SECONDS
+        for _ in range(SCAN_ROUNDS):
             self.reconcile(full=True)
-            if not self._wait_for_jobs():
+            ran = self._wait_for_jobs()
+            retry_at = min(
+                (r.next_retry_at for r in self._waiting_rows() if r.next_retry_at is not None),
+                default=None,
+            )
+            if retry_at is None:
+                if not ran:
+                    break
+                continue
+            pause = retry_at - time.time()
+            if time.monotonic() + pause > deadline or self.stop_event.wait(max(pause, 0)):
                 break
+        for row in self._waiting_rows():
+            log.error(
+                "scan.gave_up",
+                path=str(self.drop_dir / row.path),
+                host=row.host,
+                error=row.last_error,
+                attempts=row.attempts,
+                fix="the daemon (dropzone run) keeps retrying; or run dropzone scan again later",
+            )
         self._shutdown()
         return self.summary
+
+    def _waiting_rows(self) -> list[HostRow]:
+        """(artifact, host) rows of this pass's artifacts that wait for a retry."""
+        seen = self.summary.failed
+        return [
+            r for r in self.state.rows() if r.next_retry_at is not None and r.path in seen
+        ]
 
     def _loop(self) -> None:
         now = time.monotonic()
@@ -264,7 +300,11 @@ class Daemon:
             now = time.monotonic()
             if self._verdict is not None and not self._verdict.ok:
                 next_rescan = min(next_rescan, now + GUARD_RECHECK_SECONDS)
-            wake = min(next_rescan, next_ping, self._next_wakeup(), last + 3600)
+            for host in self._probes.due(now):
+                self.host_jobs.submit(self._probe, host)
+            wake = min(
+                next_rescan, next_ping, self._next_wakeup(), self._probes.next_due(), last + 3600
+            )
             changes = self.queue.drain(timeout=min(max(0.0, wake - now), SIGNAL_CHECK_SECONDS))
             if self._stopping():
                 break
@@ -499,8 +539,14 @@ class Daemon:
                 return
         if time.monotonic() < self._not_before.get(rel, 0.0):
             return  # backing off after a failure; its wake-up is set
+        stats = self._stats.get(self._unit_of(rel), {})
+        refused = self._refused.get(rel)
+        if refused is not None and refused != _identities(sa, stats):
+            # Touched (or rewritten) since the server refused it: the operator asks again.
+            del self._refused[rel]
+            if self.state.clear_failures([rel]):
+                log.info("artifact.retry", path=str(sa.artifact.path), reason="touched")
         if self._settled(rel, recipe):
-            stats = self._stats.get(self._unit_of(rel), {})
             files = [(p.path, stats[p.path].size, stats[p.path].mtime_ns) for p in sa.progress]
             self._settled_at[rel] = _signature(files + self._sidecar_stat(sa, stats), stats)
             return
@@ -695,6 +741,8 @@ class Daemon:
                     result=str(outcome.result),
                     error=outcome.error,
                 )
+            if outcome.unreachable:
+                self._probes.down(host)
             if outcome.result is Result.RETRY and outcome.retry_at is not None:
                 when = time.monotonic() + outcome.retry_at - time.time()
                 self._wake_at(when, self._unit_of(rel))
@@ -707,6 +755,11 @@ class Daemon:
                 self._back_off(rel)
         if any(o.result in (Result.FAILED, Result.RETRY) for _, o in outcomes):
             self.summary.mark(rel, "failed")
+        if any(o.result is Result.FAILED for _, o in outcomes):
+            keys = {r.key for r in results.values()}
+            if recipe.sidecar_key is not None:
+                keys.add(recipe.sidecar_key)
+            self._refused[rel] = frozenset(keys)
         if all(o.result in (Result.DONE, Result.SKIPPED) for _, o in outcomes):
             self._failures.pop(rel, None)
             self._not_before.pop(rel, None)
@@ -838,6 +891,20 @@ class Daemon:
         head, slash, _ = rel.partition("/")
         return head if slash or head in self._stats else ""
 
+    def _probe(self, host: Host) -> None:
+        """Is a host that did not answer back? One cheap ``GET /api/version``; when it answers,
+        the work waiting for it goes now instead of at its scheduled retry."""
+        try:
+            host.version = host.client.version()
+        except DropzoneError:
+            self._probes.failed(host)
+            return
+        self._probes.up(host)
+        log.info("host.up", host=host.url, version=host.version)
+        for rel in self.state.release_waiting(host.url):
+            self._wake_at(time.monotonic(), self._unit_of(rel), rel)
+        self.queue.wake()
+
     def _back_off(self, rel: str) -> None:
         """Hold ``rel`` back for a doubling delay after a failure that is not the server's
         (a digest mismatch, an unexpected error); a success resets it (``_after``)."""
@@ -896,3 +963,13 @@ def _signature(files: list[tuple[str, int, int]], stats: Mapping[str, Entry]) ->
     """What the files looked like when last handled: with their ctime, which ``cp -p`` of a
     same-size version with its mtime set back cannot hide."""
     return tuple((*f, stats[f[0]].ctime_ns if f[0] in stats else 0) for f in files)
+
+
+def _identities(sa: ScannedArtifact, stats: Mapping[str, Entry]) -> frozenset[FileKey]:
+    """The identities of the artifact's files and sidecar as the last listing saw them."""
+    rels = [p.path for p in sa.progress] + ([sa.sidecar_rel] if sa.sidecar_rel else [])
+    return frozenset(
+        FileKey(e.dev, e.inode, e.size, e.mtime_ns, e.ctime_ns)
+        for e in (stats.get(r) for r in rels)
+        if e is not None
+    )

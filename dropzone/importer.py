@@ -40,6 +40,17 @@ from dropzone.state import HostState, StateStore, request_fingerprint
 log = structlog.get_logger("dropzone.importer")
 
 
+# Answers that say the server side must change (a proxy's token or body limit, a full disk):
+# refused with the fix, and retried only after this long (or at ``dropzone retry``).
+SERVER_SIDE_BACKOFF_SECONDS = 1800.0
+SERVER_SIDE_FIXES: dict[int, str] = {
+    401: "the server or its proxy wants credentials: set the host's Authorization header",
+    403: "the server or its proxy refuses this client: check the token and the proxy's rules",
+    413: "a proxy's body size limit is below the blob size: raise it (nginx client_max_body_size)",
+    507: "the server has no space left: free space in its models folder",
+}
+
+
 class Result(StrEnum):
     DONE = "done"  # created now
     SKIPPED = "skipped"  # already done with this exact request
@@ -55,6 +66,7 @@ class Outcome:
     result: Result
     error: str | None = None
     retry_at: float | None = None
+    unreachable: bool = False  # the host did not answer at all (probe it: ``host.up``)
 
 
 @dataclass
@@ -300,6 +312,13 @@ class Importer:
         # (its version could not be read): without it the plan sees "another request" and
         # goes again at once, a hot loop against a host that is down.
         retry_at = self._clock() + backoff_seconds(attempts, self._rng) if exc.transient else None
+        server_side = SERVER_SIDE_FIXES.get(exc.status or 0)
+        if server_side is not None:
+            # Not this request's fault, and not over in seconds either: someone must fix the
+            # server or the proxy. Retried, but rarely (``dropzone retry`` once it is fixed).
+            retry_at = self._clock() + max(
+                SERVER_SIDE_BACKOFF_SECONDS, backoff_seconds(attempts, self._rng)
+            )
         self._state.set_host_state(
             key,
             host.url,
@@ -310,6 +329,16 @@ class Importer:
             error=str(exc),
             next_retry_at=retry_at,
         )
+        if server_side is not None and retry_at is not None:
+            log.error(
+                "artifact.refused",
+                **ctx,
+                error=str(exc),
+                status=exc.status,
+                fix=server_side,
+                retry_in=round(retry_at - self._clock(), 1),
+            )
+            return Outcome(Result.RETRY, str(exc), retry_at)
         if retry_at is not None:
             retry_in = round(retry_at - self._clock(), 1)
             if exc.status is None:
@@ -318,7 +347,7 @@ class Importer:
                 "retry.scheduled", **ctx, error=str(exc), attempts=attempts, retry_in=retry_in
             )
             host.version = None  # it may come back as another version
-            return Outcome(Result.RETRY, str(exc), retry_at)
+            return Outcome(Result.RETRY, str(exc), retry_at, unreachable=exc.status is None)
         log.error("model.failed", **ctx, error=str(exc), status=exc.status)
         return Outcome(Result.FAILED, str(exc))
 

@@ -435,6 +435,22 @@ class StateStore:
         rows = [_host_row(r) for r in failed]
         return rows if paths is None else sorted(rows, key=lambda r: (r.path, r.host))
 
+    def release_waiting(self, host: str) -> list[str]:
+        """``host`` answers again: its rows waiting for a retry may go now. Returns their
+        artifact paths."""
+        with self._tx():
+            rows = self._conn.execute(
+                "SELECT path FROM artifact_hosts WHERE host=? AND state=?"
+                " AND next_retry_at IS NOT NULL",
+                (host, str(HostState.FAILED)),
+            ).fetchall()
+            self._conn.execute(
+                "UPDATE artifact_hosts SET next_retry_at=? WHERE host=? AND state=?"
+                " AND next_retry_at IS NOT NULL AND next_retry_at > ?",
+                (self._clock(), host, str(HostState.FAILED), self._clock()),
+            )
+        return [from_column(r[0]) for r in rows]
+
     def host_state(self, path: str | Path, host: str) -> HostRow | None:
         with self._lock:
             row = self._conn.execute(

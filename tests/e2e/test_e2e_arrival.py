@@ -8,7 +8,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from conftest import Dropzone, digest_of
+from e2e_env import Dropzone, digest_of
 
 from dropzone.testing.builders import build_gguf, build_safetensors_model
 from dropzone.testing.ollama import Emulator

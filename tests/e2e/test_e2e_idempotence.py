@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import Dropzone, digest_of
 from dropzone_process import DropzoneProcess
+from e2e_env import Dropzone, digest_of
 
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.ollama import Emulator

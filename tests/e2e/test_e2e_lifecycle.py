@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from conftest import Dropzone
+from e2e_env import Dropzone
 
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.waiting import wait_until

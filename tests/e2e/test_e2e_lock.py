@@ -4,8 +4,8 @@ processes never hash, upload and clean up the same files; ``status`` needs no lo
 
 from __future__ import annotations
 
-from conftest import Dropzone
 from dropzone_process import DropzoneProcess
+from e2e_env import Dropzone
 
 from dropzone.testing.ollama import Emulator
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conftest import Dropzone, digest_of
+from e2e_env import Dropzone, digest_of
 
 from dropzone.testing.builders import build_gguf, build_safetensors_model
 from dropzone.testing.ollama import Emulator

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 import pytest
-from conftest import Dropzone, digest_of
+from e2e_env import Dropzone, digest_of
 
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.ollama import Emulator

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Dropzone
 from dropzone_process import DropzoneProcess
+from e2e_env import Dropzone
 
 from dropzone.testing.builders import build_adapter_gguf, build_gguf, truncate, write_random
 from dropzone.testing.ollama import Emulator

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Dropzone
 from dropzone_process import clean_environment
+from e2e_env import Dropzone
 
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.ollama import Emulator

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 
-from conftest import Dropzone
+from e2e_env import Dropzone
 
 from dropzone.testing.builders import build_gguf, truncate, write_random
 from dropzone.testing.ollama import Emulator
@@ -74,3 +74,16 @@ def test_scan_exits_2_when_the_drop_folder_does_not_exist(
     problems = [line for line in scan.transcript().splitlines() if line.startswith("dropzone: ")]
     assert len(problems) == 1 and "drop_dir" in problems[0], scan.transcript()
     assert not (dropzone.tmp / "missing").exists()
+
+
+def test_scan_retries_a_down_host_within_its_run_then_says_what_it_gave_up_on(
+    dropzone: Dropzone, emulator: Emulator
+) -> None:
+    age(build_gguf(dropzone.drop / "Unlucky.gguf"), 3600)
+    emulator.stop()
+    code, process = dropzone.scan(timeout=60)
+    assert code == 1
+    attempts = process.find("ollama.unreachable")
+    assert len(attempts) >= 2, "scan gave up after one attempt"
+    gave_up = process.find("scan.gave_up")
+    assert gave_up and gave_up[0]["path"].endswith("Unlucky.gguf")

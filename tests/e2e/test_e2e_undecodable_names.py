@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import Dropzone
 from dropzone_process import DropzoneProcess, clean_environment
+from e2e_env import Dropzone
 
 from dropzone.testing.builders import build_gguf, build_safetensors_model
 from dropzone.testing.ollama import Emulator

@@ -8,7 +8,7 @@ import os
 import signal
 from pathlib import Path
 
-from conftest import Dropzone, digest_of
+from e2e_env import Dropzone, digest_of
 
 from dropzone.testing.builders import build_gguf, cp_p_same_size_over
 from dropzone.testing.ollama import Emulator

@@ -1,0 +1,56 @@
+"""Recovery an operator can use (issue #11): a host that comes back is noticed at once
+(``host.up``), a refusal that needs a fix on the server side waits long and says so, and
+touching a refused artifact retries it."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from dropzone.testing.builders import build_gguf
+from dropzone.testing.ollama import Emulator
+from dropzone.testing.waiting import wait_until
+
+
+def test_a_host_that_comes_back_is_noticed_without_waiting_for_the_backoff(
+    start: Any, drop: Path, emulator: Emulator
+) -> None:
+    build_gguf(drop / "Back.gguf")
+    emulator.stop()
+    daemon = start()
+    # Four failed attempts: the next retry is 8 to 16 s away.
+    wait_until(lambda: len(daemon.find("retry.scheduled")) >= 4, timeout=40, what="4 retries")
+    waiting = daemon.find("retry.scheduled")[-1]["retry_in"]
+    emulator.start()
+    daemon.wait_for("host.up", host=emulator.url, timeout=10)
+    started = time.monotonic()
+    daemon.wait_for("model.created", model="back:latest", timeout=10)
+    # Made well before the scheduled retry: the probe, not the backoff, resumed the work.
+    assert time.monotonic() - started < waiting, "the import waited for its scheduled retry"
+
+
+def test_a_proxy_body_limit_is_a_server_side_refusal_with_a_long_backoff(
+    start: Any, drop: Path, emulator: Emulator
+) -> None:
+    build_gguf(drop / "Big.gguf")
+    emulator.faults.fail_next(1, status=413, path_prefix="/api/blobs/", method="POST")
+    daemon = start()
+    refused = daemon.wait_for("artifact.refused", host=emulator.url)
+    assert refused["status"] == 413 and "proxy" in refused["fix"]
+    row = daemon.daemon.state.host_state("Big.gguf", emulator.url)
+    assert row is not None and row.next_retry_at is not None
+    assert row.next_retry_at - time.time() >= 600
+
+
+def test_touching_a_refused_artifact_retries_it(
+    start: Any, drop: Path, emulator: Emulator
+) -> None:
+    gguf = build_gguf(drop / "Touched.gguf")
+    emulator.faults.fail_next(1, status=400, path_prefix="/api/create")
+    daemon = start()
+    daemon.wait_for("artifact.done", model="touched:latest", result="failed")
+    os.utime(gguf)  # touch
+    daemon.wait_for("artifact.retry", timeout=15)
+    daemon.wait_for("model.created", model="touched:latest", timeout=15)
