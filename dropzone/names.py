@@ -52,25 +52,25 @@ class InvalidNameError(ValueError):
 
 def parse_name(text: str) -> Name:
     """Parse ``[scheme://][host/][namespace/]model[:tag]``; InvalidNameError if a part fails."""
-    rest = text
-    if "://" in rest:
-        rest = rest.split("://", 1)[1]
-    tag = DEFAULT_TAG
-    colon, slash = rest.rfind(":"), rest.rfind("/")
-    if colon > slash:
-        rest, tag = rest[:colon], rest[colon + 1 :]
+    # As ParseNameBare: cut tag, model and namespace from the right (an empty part is a
+    # missing one), and only then drop a "scheme://" from what is left, the host part; so
+    # "a://b" has an empty namespace and "x://y/m:t" a host "x:/", both refused (issue 15).
+    rest, tag = text, DEFAULT_TAG
+    if text.rfind(":") > text.rfind("/"):
+        rest, _, tag = text.rpartition(":")
         if not tag:
             raise InvalidNameError(f"invalid model name {text!r}: empty tag")
-    parts = rest.split("/")
-    if len(parts) > 3:
-        raise InvalidNameError(f"invalid model name {text!r}: too many '/' separated parts")
     host, namespace = DEFAULT_HOST, DEFAULT_NAMESPACE
-    if len(parts) == 3:
-        host, namespace, model = parts
-    elif len(parts) == 2:
-        namespace, model = parts
+    if "/" not in rest:
+        model = rest
     else:
-        (model,) = parts
+        rest, _, model = rest.rpartition("/")
+        if "/" not in rest:
+            namespace = rest
+        else:
+            rest, _, namespace = rest.rpartition("/")
+            scheme, sep, after = rest.partition("://")
+            host = after if sep else scheme
     name = Name(host, namespace, model, tag)
     for part in ("host", "namespace", "model", "tag"):
         value = getattr(name, part)

@@ -11,6 +11,7 @@ from ``os.environ``, so tests and callers decide what it holds.
 
 from __future__ import annotations
 
+import base64
 import difflib
 import ipaddress
 import json
@@ -20,6 +21,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote
 
 from pydantic import (
     BaseModel,
@@ -43,6 +45,7 @@ OLLAMA_DEFAULT_PORT = 11434
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HOST_CHARS = re.compile(r"[A-Za-z0-9._~%-]+")
+_USERINFO = re.compile(r"(^|://)[^/@\s\"']*@")
 
 
 def normalize_host(text: str) -> str:
@@ -83,6 +86,26 @@ def normalize_host(text: str) -> str:
     return f"{scheme}://{joined}:{port}" + (f"/{path}" if path else "")
 
 
+def split_userinfo(url: str) -> tuple[str, str | None]:
+    """``scheme://user:pass@host…`` → (``scheme://host…``, ``"user:pass"`` percent-decoded);
+    a URL without userinfo comes back unchanged with ``None``."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep:
+        scheme, rest = "", url.strip()
+    authority, slash, path = rest.partition("/")
+    userinfo, at, hostport = authority.rpartition("@")
+    if not at:
+        return url, None
+    user, _, password = userinfo.partition(":")
+    url = f"{scheme}{sep}{hostport}{slash}{path}"
+    return url, f"{unquote(user)}:{unquote(password)}"
+
+
+def redact_userinfo(text: str) -> str:
+    """``http://user:pass@host`` → ``http://host`` wherever a URL appears in ``text``."""
+    return _USERINFO.sub(r"\1", text)
+
+
 def _split_host_port(hostport: str) -> tuple[str, str] | None:
     """Go's net.SplitHostPort: None where it would fail (no port, or a bare IPv6 address)."""
     if hostport.startswith("["):
@@ -108,7 +131,27 @@ class OllamaHost(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _from_string(cls, value: Any) -> Any:
-        return {"url": value} if isinstance(value, str) else value
+        value = {"url": value} if isinstance(value, str) else value
+        if isinstance(value, dict) and isinstance(value.get("url"), str):
+            url, credentials = split_userinfo(value["url"])
+            if credentials is not None:
+                # A password in the URL would reach every event, the state store and
+                # "dropzone status": it becomes a header (a secret) and leaves the URL.
+                headers = value.get("headers") or {}
+                if not isinstance(headers, dict):
+                    return value
+                if any(str(k).lower() == "authorization" for k in headers):
+                    raise ValueError(
+                        "the URL has a user and password and headers has an Authorization:"
+                        " give only one"
+                    )
+                basic = base64.b64encode(credentials.encode()).decode()
+                value = {
+                    **value,
+                    "url": url,
+                    "headers": {**headers, "Authorization": f"Basic {basic}"},
+                }
+        return value
 
     @field_validator("url", mode="before")
     @classmethod
@@ -425,7 +468,8 @@ def _read_env(env: Mapping[str, str], problems: list[str]) -> tuple[dict[str, An
         if key in _LIST_KEYS:
             parsed = _parse_env_list(raw)
             if isinstance(parsed, str):
-                problems.append(f"{key}: {parsed} ({raw!r}, from {name}); fix: {_fix(key)}")
+                # Never the raw value: a host list carries tokens (issue 15).
+                problems.append(f"{key}: {parsed} (from {name}); fix: {_fix(key)}")
                 continue
             found[key] = parsed
         else:
@@ -455,7 +499,10 @@ def _unknown(shown: str, value: Any, where: str, *, env: bool = False) -> str:
         fix = f"did you mean {ENV_PREFIX + close[0].upper() if env else close[0]}?"
     else:
         fix = f"remove it; the keys are {', '.join(KEYS)}"
-    shown_value = "<table>" if isinstance(value, dict) else repr(value)
+    if env:
+        # The name is enough, and a misspelt DROPZONE_OLLAMA_HOST may hold a token.
+        return f"{shown}: unknown setting (in {where}); fix: {fix}"
+    shown_value = "<table>" if isinstance(value, dict) else repr(_mask(value))
     return f"{shown}: unknown setting ({shown_value}, in {where}); fix: {fix}"
 
 
@@ -488,11 +535,15 @@ def _describe(err: ErrorDetails, values: Mapping[str, Any], origin: Mapping[str,
 
 
 def _mask(value: Any) -> Any:
-    """The value with every ``headers`` table hidden: tokens never reach a log or terminal."""
+    """The value with tokens hidden, so that none reaches a log or terminal: in a table only
+    ``url`` and ``verify`` are shown (a misspelt ``header`` is hidden as well as
+    ``headers``), and a URL's user and password are cut out."""
     if isinstance(value, dict):
-        return {k: "<hidden>" if k == "headers" else _mask(v) for k, v in value.items()}
+        return {k: _mask(v) if k in ("url", "verify") else "<hidden>" for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_mask(v) for v in value]
+    if isinstance(value, str):
+        return redact_userinfo(value)
     return value
 
 

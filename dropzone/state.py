@@ -29,6 +29,7 @@ from typing import Any, Final, TypeVar
 from dropzone.errors import ConfigError
 from dropzone.fsnames import from_column, shown, to_column
 from dropzone.identity import FileKey
+from dropzone.readonly_store import connect_readonly
 
 DB_NAME = "state.sqlite3"
 _T = TypeVar("_T")
@@ -170,13 +171,8 @@ class StateStore:
         path = state_dir / DB_NAME
         try:
             if readonly:
-                conn = sqlite3.connect(
-                    f"{path.absolute().as_uri()}?mode=ro",
-                    uri=True,
-                    isolation_level=None,
-                    check_same_thread=False,
-                    timeout=10.0,
-                )
+                # Also for a group member who may not write state_dir (readonly_store says how).
+                conn = connect_readonly(path)
             else:
                 state_dir.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(

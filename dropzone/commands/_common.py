@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import TextIO
 
 from dropzone.errors import ConfigError
-from dropzone.settings import Settings, load_settings
+from dropzone.settings import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_PATH,
+    ENV_PREFIX,
+    KEYS,
+    Settings,
+    load_settings,
+)
 
 EXIT_CONFIG = 2
 
@@ -50,3 +57,26 @@ def report_config_error(error: ConfigError, err: TextIO | None = None) -> None:
     stream = sys.stderr if err is None else err
     for problem in error.problems:
         print(f"dropzone: {' '.join(problem.split())}", file=stream)
+
+
+def describe_sources(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> str:
+    """Which configuration ``load`` read, for people: the file (or that there was none) and the
+    names of the ``DROPZONE_*`` variables that set a key; never their values."""
+    env = os.environ if env is None else env
+    config = getattr(args, "config", None)
+    if config:
+        where = f"{config} (--config)"
+    elif env.get(CONFIG_ENV):
+        where = f"{env[CONFIG_ENV]} ({CONFIG_ENV})"
+    elif DEFAULT_CONFIG_PATH.is_file():
+        where = str(DEFAULT_CONFIG_PATH)
+    else:
+        where = f"defaults (no --config, no {CONFIG_ENV}, no {DEFAULT_CONFIG_PATH})"
+    names = sorted(
+        name
+        for name, value in env.items()
+        if name.startswith(ENV_PREFIX)
+        and name.removeprefix(ENV_PREFIX).lower() in KEYS
+        and value.strip()
+    )
+    return f"configuration: {where}" + (f", and {', '.join(names)}" if names else "")

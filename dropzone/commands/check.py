@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dropzone.commands import _common
 from dropzone.errors import DropzoneError, OllamaError, Problem
 from dropzone.fsnames import shown, shown_in
 from dropzone.hashing import hash_file
@@ -34,8 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="artifacts, sidecars or folders")
     parser.add_argument("--json", action="store_true", help="one JSON array on stdout")
     parser.add_argument("--no-hash", action="store_true", help="do not compute digests")
-    parser.add_argument("--drop-dir", help="the drop folder sidecar paths must stay inside")
-    parser.add_argument("--default-tag", default="latest", help="tag for derived names")
+    parser.add_argument(
+        "--drop-dir",
+        help="the drop folder sidecar paths must stay inside (default: drop_dir from the"
+        " configuration for paths inside it, else the folder being checked)",
+    )
+    parser.add_argument(
+        "--default-tag", help="tag for derived names (default: default_tag from the configuration)"
+    )
     parser.add_argument(
         "--hosts",
         nargs="+",
@@ -185,10 +192,15 @@ def run_check(
 
 
 def execute(args: argparse.Namespace) -> int:
+    # The daemon's own settings (issue 15): a model named here is the model it would create.
+    settings = _common.load(args)
+    if isinstance(settings, int):
+        return settings
+    print(f"dropzone check: {_common.describe_sources(args)}", file=sys.stderr)
     findings = run_check(
         args.paths,
-        drop_dir=args.drop_dir,
-        default_tag=args.default_tag,
+        drop_dir=args.drop_dir or _configured_drop(args.paths, settings.drop_dir),
+        default_tag=args.default_tag or settings.default_tag,
         hash_files=not args.no_hash,
     )
     if args.hosts:
@@ -204,6 +216,16 @@ def execute(args: argparse.Namespace) -> int:
         for f in findings:
             _print_text(f)
     return 1 if any(f.errors for f in findings) else 0
+
+
+def _configured_drop(paths: Sequence[str], drop_dir: Path) -> str | None:
+    """The configured drop folder when every path lies inside it: sidecar paths are then
+    confined as the daemon confines them. A staging folder elsewhere is its own root."""
+    try:
+        inside = all(Path(p).resolve().is_relative_to(drop_dir.resolve()) for p in paths)
+    except OSError:
+        return None
+    return str(drop_dir) if inside else None
 
 
 def _print_text(f: Finding) -> None:

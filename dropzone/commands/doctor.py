@@ -12,6 +12,7 @@ import json
 import os
 import pwd
 import sqlite3
+import stat
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from dropzone.errors import (
 )
 from dropzone.filters import IgnoreRules
 from dropzone.ollama import OllamaClient, Timeouts, make_http_client
+from dropzone.readonly_store import access_problem, connect_readonly, current_user
 from dropzone.scan_gguf import SHARD_RE
 from dropzone.settings import OllamaHost, Settings
 from dropzone.state import DB_NAME, MIGRATIONS, StateStore
@@ -285,6 +287,10 @@ def check_space(
 def check_state(state_dir: Path) -> Finding:
     name, db = "state store", state_dir / DB_NAME
     as_user = f"(this check ran as {_user()})"
+    unreadable = access_problem(state_dir, DB_NAME)
+    if unreadable is not None:
+        what, _, fix = unreadable.removeprefix("state_dir: ").partition("; fix: ")
+        return Finding(name, Status.PROBLEM, what, fix)
     if state_dir.exists() and not state_dir.is_dir():
         return Finding(
             name,
@@ -328,6 +334,15 @@ def check_state(state_dir: Path) -> Finding:
             "upgrade dropzone, or point state_dir at another directory",
         )
     if not (os.access(db, os.W_OK) and os.access(state_dir, os.W_OK | os.X_OK)):
+        owner = _owner_writes(db, state_dir)
+        if owner is not None:
+            # An operator in the service's group: reading is all status and doctor need.
+            return Finding(
+                name,
+                Status.OK,
+                f"{db}: schema version {version}, {artifacts} artifact(s); read-only for"
+                f" {current_user()}, written by its owner {owner}",
+            )
         return Finding(
             name,
             Status.PROBLEM,
@@ -346,8 +361,25 @@ def check_state(state_dir: Path) -> Finding:
     )
 
 
+def _owner_writes(db: Path, state_dir: Path) -> str | None:
+    """The name of the user who owns ``db`` and ``state_dir`` and may write both, when that is
+    not this user; ``None`` otherwise."""
+    try:
+        db_st, dir_st = db.stat(), state_dir.stat()
+    except OSError:
+        return None
+    if db_st.st_uid != dir_st.st_uid or db_st.st_uid == os.geteuid():
+        return None
+    if not (db_st.st_mode & stat.S_IWUSR and dir_st.st_mode & stat.S_IWUSR):
+        return None
+    try:
+        return pwd.getpwuid(db_st.st_uid).pw_name
+    except KeyError:
+        return f"uid {db_st.st_uid}"
+
+
 def _schema_version(db: Path) -> int:
-    conn = sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True)
+    conn = connect_readonly(db)
     try:
         return int(conn.execute("PRAGMA user_version").fetchone()[0])
     finally:

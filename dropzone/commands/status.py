@@ -1,8 +1,10 @@
 """``dropzone status``: what the state store knows, one row per artifact and host.
 
 The store is opened read-only, so this works beside a running daemon (WAL lets a reader see
-the last committed state while the daemon writes). Artifacts without host rows (pending or
-refused before any host was tried) get a row of their own with their note.
+the last committed state while the daemon writes), and for any member of the service's group
+(``readonly_store``): exit 0 whether or not this user could write the store; 2 only when it
+cannot read it (one line naming the fix) or the configuration is bad. Artifacts without host
+rows (pending or refused before any host was tried) get a row of their own with their note.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from dropzone.commands import _common
 from dropzone.errors import ConfigError
 from dropzone.fsnames import shown
+from dropzone.readonly_store import access_problem
 from dropzone.state import DB_NAME, ArtifactRow, HostRow, StateStore
 
 SHORT_DIGEST = 12
@@ -57,6 +60,11 @@ def execute(args: argparse.Namespace) -> int:
     settings = _common.load(args)
     if isinstance(settings, int):
         return settings
+    # A folder this user may not enter: one line with the fix, never a traceback (issue 15).
+    problem = access_problem(settings.state_dir, DB_NAME)
+    if problem is not None:
+        _common.report_config_error(ConfigError([problem]))
+        return _common.EXIT_CONFIG
     if not (settings.state_dir / DB_NAME).exists():
         where = settings.state_dir / DB_NAME
         print(

@@ -132,6 +132,13 @@ class DropzoneProcess:
             f" (exit status {self.proc.poll()})\n{self.transcript()}"
         )
 
+    def output(self) -> list[str]:
+        """Everything the process wrote: each stdout line (events as JSON), then stderr's."""
+        with self._cond:
+            lines = [json.dumps(e) for e in self._events] + list(self._other)
+        self._stderr.flush()
+        return lines + self._stderr_path.read_text(errors="replace").splitlines()
+
     def transcript(self, last: int = 60) -> str:
         """The last events and stderr, for failure messages."""
         with self._cond:

@@ -437,3 +437,11 @@ def test_the_write_execute_filter_refuses_a_writable_executable_mapping(tmp_path
         check=False,
     )
     assert result.stdout.strip() == "refused", result.stderr
+
+
+def test_the_state_folder_is_readable_by_the_group_so_operators_can_run_status() -> None:
+    # Issue 15: with 0700, "dropzone status" as a member of the group dropzone failed. The
+    # store's files get 0640 from UMask=0027, and SQLite gives -wal and -shm the same mode.
+    assert service("StateDirectoryMode") == ["0750"]
+    assert service("UMask") == ["0027"]
+    assert "StateDirectoryMode=0750" in (SYSTEMD / "README.md").read_text()
