@@ -59,7 +59,7 @@ def test_a_dripping_host_delays_neither_the_first_scan_nor_the_other_host_nor_st
     build_gguf(tmp_path / "drop" / "tiny.gguf")
     dropzone = start(tmp_path, [hostile.url, emulator.url], process)
     dropzone.wait_for("scan.done", timeout=20)
-    dropzone.wait_for("artifact.done", host=emulator.url, timeout=20)
+    dropzone.wait_for("model.created", host=emulator.url, timeout=20)
     assert dropzone.find("ollama.unreachable", host=hostile.url)
     assert dropzone.stop() == 0  # within STOP_SECONDS, or stop() fails
     assert STOP_SECONDS <= 5
