@@ -25,20 +25,20 @@ from dropzone.digests import Digester
 from dropzone.dropguard import DropGuard, Verdict
 from dropzone.errors import (
     ConfigError,
-    DropzoneError,
     FileChangedError,
     Problem,
     StoppedError,
 )
 from dropzone.filters import IgnoreRules
 from dropzone.follow import Followers
+from dropzone.greeting import greet_hosts
 from dropzone.hashing import HashResult, cached_digest
 from dropzone.identity import FileKey
 from dropzone.importer import Host, Importer, Outcome, Result
 from dropzone.model import Recipe
 from dropzone.names import parse_name
 from dropzone.notify import Notifier
-from dropzone.ollama import OllamaClient, make_http_client
+from dropzone.ollama import OllamaClient, Timeouts, make_http_client
 from dropzone.plan import Recorded, Step, next_step
 from dropzone.policies import apply_on_removed, apply_on_success, owned_files
 from dropzone.probes import Probes
@@ -125,8 +125,9 @@ class Daemon:
         # order each time, so a smaller LRU evicts each header just before it is needed again.
         self.headers = HeaderCache(capacity=HEADER_CACHE_ENTRIES)
         self._http = [make_http_client(verify=h.verify) for h in settings.ollama_hosts]
+        timeouts = Timeouts(create_total=settings.create_timeout_seconds)
         self.hosts = [
-            Host(h.url, OllamaClient(h.url, http, headers=h.header_values()))
+            Host(h.url, OllamaClient(h.url, http, headers=h.header_values(), timeouts=timeouts))
             for h, http in zip(settings.ollama_hosts, self._http, strict=True)
         ]
         self.hash_slots = threading.Semaphore(settings.max_parallel_hashes)
@@ -364,12 +365,7 @@ class Daemon:
         self.state.close()
 
     def _greet_hosts(self) -> None:
-        for host in self.hosts:
-            try:
-                host.version = host.client.version()
-                log.info("ollama.version", host=host.url, version=host.version)
-            except DropzoneError as exc:
-                log.warning("ollama.unreachable", host=host.url, error=str(exc))
+        greet_hosts(self.hosts, self._stopping)  # in parallel, a few seconds at most (issue 13)
 
     # -- reconciliation -----------------------------------------------------------------
 

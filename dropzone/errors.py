@@ -10,8 +10,10 @@
     └── OllamaError              anything that went wrong talking to an Ollama host
         ├── TransientError       worth retrying with backoff: the same request may succeed later
         │   ├── UnreachableError     connection refused, DNS failure, connection reset
-        │   ├── RequestTimeoutError      connect/read/write/pool timeout
-        │   └── ServerError          HTTP 5xx before any create output
+        │   ├── RequestTimeoutError      connect/read/write/pool timeout, or a whole-answer deadline
+        │   ├── ServerError          HTTP 5xx, a broken create stream, an answer past its byte cap
+        │   └── RedirectError        HTTP 3xx (a proxy): not followed; the host URL needs fixing
+        │                            (transient: retried with backoff until the operator fixes it)
         └── PermanentError       retrying the same request cannot help until inputs change
             ├── RequestError         HTTP 4xx (status and the server's error text)
             │   └── DigestMismatchError   400 "digest mismatch": the file changed, re-hash
@@ -127,6 +129,19 @@ class RequestTimeoutError(TransientError):
 
 class ServerError(TransientError):
     pass
+
+
+class RedirectError(TransientError):
+    """A 3xx answer, typically a proxy sending http to https or to a login page. Redirects are
+    never followed (a request body and its headers could go elsewhere): the host URL is wrong.
+    Transient rather than permanent, so the artifact is retried with backoff and imports once
+    the operator fixes the URL, with no ``dropzone retry`` needed."""
+
+    def __init__(
+        self, message: str, *, host: str = "", status: int | None = None, location: str = ""
+    ) -> None:
+        super().__init__(message, host=host, status=status)
+        self.location = location
 
 
 class PermanentError(OllamaError):

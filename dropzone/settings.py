@@ -286,6 +286,14 @@ class Settings(BaseSettings):
         fix="a whole number, 1 or more",
         ge=1,
     )
+    create_timeout_seconds: float = _field(
+        3600.0,
+        "how long one model create may run on a host, counted again from each progress report;"
+        " past it the create fails and is retried with backoff",
+        type_text="seconds",
+        fix="a number of seconds, more than 0 (e.g. 3600)",
+        gt=0,
+    )
     log_format: Literal["auto", "json", "console"] = _field(
         "auto",
         "auto = console on a terminal, JSON lines otherwise",

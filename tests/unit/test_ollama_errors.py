@@ -11,6 +11,7 @@ import certifi
 import httpx
 import pytest
 
+from dropzone.bounded_http import bound_transports
 from dropzone.errors import (
     ConfigError,
     CreateError,
@@ -18,6 +19,7 @@ from dropzone.errors import (
     FileChangedError,
     OllamaError,
     PermanentError,
+    RedirectError,
     RequestError,
     RequestTimeoutError,
     ServerError,
@@ -190,11 +192,31 @@ def test_a_version_answer_without_a_version_string_is_a_request_error(
         client.version()
 
 
-def test_a_redirect_is_not_followed_and_is_an_error(make_client: MakeClient) -> None:
+def test_a_redirect_is_not_followed_and_is_a_transient_redirect_error(
+    make_client: MakeClient,
+) -> None:
+    # Issue 13: a proxy's 3xx is a configuration problem the operator fixes; it must not
+    # refuse the artifact for ever, and the message names where it points.
     client = make_client(lambda r: httpx.Response(301, headers={"Location": "/api/tags"}))
-    with pytest.raises(RequestError) as info:
+    with pytest.raises(RedirectError) as info:
         client.tags()
     assert info.value.status == 301
+    assert info.value.transient
+    assert info.value.location == "/api/tags"
+
+
+def test_a_redirect_from_http_to_https_suggests_the_https_url(make_client: MakeClient) -> None:
+    location = "https://ollama.test/api/version"
+    client = make_client(lambda r: httpx.Response(308, headers={"Location": location}))
+    with pytest.raises(RedirectError, match=r"e\.g\. https://ollama\.test \("):
+        client.version()
+
+
+def test_make_http_client_bounds_every_transport_with_the_deadline_wrapper() -> None:
+    # bounded_http sets a private httpcore attribute: an upgrade that renames it fails here.
+    with make_http_client() as http:
+        assert bound_transports(http) == 1 + len(http._mounts)
+        assert http.headers["Accept-Encoding"] == "identity"
 
 
 # --- blobs --------------------------------------------------------------------------------------

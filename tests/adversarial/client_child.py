@@ -1,0 +1,35 @@
+"""Runs one Ollama client call in a child process, so the test can read that process's peak
+RSS alone (``os.wait4``): ``python client_child.py URL OPERATION`` prints one JSON object with
+the error class and message, or the result's size."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from dropzone.ollama import OllamaClient, make_http_client
+
+
+def main(url: str, operation: str) -> None:
+    client = OllamaClient(url, make_http_client())
+    outcome: dict[str, object] = {}
+    try:
+        if operation == "version":
+            outcome["result"] = client.version()
+        elif operation == "show":
+            outcome["result"] = sorted(client.show("m"))
+        elif operation == "tags":
+            outcome["result"] = len(client.tags())
+        elif operation == "create":
+            outcome["result"] = len(list(client.create({"model": "m"})))
+        else:
+            raise SystemExit(f"unknown operation {operation}")
+    except Exception as exc:
+        outcome["error"] = type(exc).__name__
+        outcome["message"] = str(exc)[:2000]
+        outcome["message_chars"] = len(str(exc))
+    print(json.dumps(outcome))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,27 @@
+"""The adversarial suite (issue 13): every test here is marked ``adversarial``, so
+``pytest -m adversarial`` runs it alone and plain ``pytest -q`` (``.ci/run``) runs it with the
+rest. The real process is driven with the end-to-end suite's ``DropzoneProcess``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+
+from hostile_server import HostileServer
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/adversarial/" in str(item.fspath):
+            item.add_marker(pytest.mark.adversarial)
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileServer]:
+    with HostileServer() as server:
+        yield server
