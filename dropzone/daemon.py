@@ -25,6 +25,7 @@ from dropzone.digests import Digester
 from dropzone.dropguard import DropGuard, Verdict
 from dropzone.errors import (
     ConfigError,
+    DropzoneError,
     FileChangedError,
     Problem,
     StoppedError,

@@ -13,8 +13,8 @@ import json
 import os
 import time
 
-from conftest import Dropzone
 from dropzone_process import DropzoneProcess
+from e2e_env import Dropzone
 
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.ollama import Emulator
