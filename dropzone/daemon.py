@@ -145,7 +145,7 @@ class Daemon:
         self.host_jobs = Workers(max(2, 2 * len(self.hosts)), "host")
         self.quiet = QuietTracker(settings.settle_seconds)
         self.notifier = Notifier(env)
-        self.report = Reporter(self.drop_dir)
+        self.report = Reporter(self.drop_dir, self.state)
         self.summary: PassSummary = self.report.summary
         self._lock = threading.Lock()
         self._in_flight: dict[str, Future[None]] = {}
@@ -405,16 +405,18 @@ class Daemon:
         candidates: list[ScannedArtifact] = []
         ready: dict[Path, ScannedArtifact] = {}
         count = 0
-        for unit in sorted(affected & set(self._units)):
-            result, stats = self._units[unit], self._stats[unit]
-            for problem in result.problems:
-                self.report.refuse(self._rel(Path(problem.path)), "artifact.invalid", [problem])
-            for sa in result.artifacts:
-                count += 1
-                self._classify(
-                    sa, stats=stats, now=now, unit=unit, candidates=candidates, ready=ready
-                )
-        self._start_ready(candidates, ready)
+        # One commit for the notes of a whole look (a folder of 100,000 files: not 100,000).
+        with self.state.batch():
+            for unit in sorted(affected & set(self._units)):
+                result, stats = self._units[unit], self._stats[unit]
+                for problem in result.problems:
+                    self.report.refuse(self._rel(Path(problem.path)), "artifact.invalid", [problem])
+                for sa in result.artifacts:
+                    count += 1
+                    self._classify(
+                        sa, stats=stats, now=now, unit=unit, candidates=candidates, ready=ready
+                    )
+            self._start_ready(candidates, ready)
         live = {rel for stats in self._stats.values() for rel in stats}
         self.quiet.forget_except(live)
         if full or vanished:

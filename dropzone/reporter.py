@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -36,14 +37,23 @@ class PassSummary:
             getattr(self, name).discard(rel)
 
 
+class Notes(Protocol):
+    """Where the reporter writes why an artifact waits or was refused (the state store)."""
+
+    def note_artifact(self, path: str, *, kind: str, note: str | None) -> None: ...
+
+
 class Reporter:
-    def __init__(self, drop_dir: Path) -> None:
+    def __init__(self, drop_dir: Path, notes: Notes | None = None) -> None:
         self.drop_dir = drop_dir
         self.summary = PassSummary()
+        self._notes = notes
         self._reported: dict[str, str] = {}  # rel → signature of the last event
         self._known: set[str] = set()
+        self._kinds: dict[str, str] = {}  # rel → artifact kind, for its note
 
     def detected(self, sa: ScannedArtifact) -> None:
+        self._kinds[sa.rel_path] = str(sa.artifact.kind)
         if sa.rel_path not in self._known:
             self._known.add(sa.rel_path)
             log.info(
@@ -57,6 +67,10 @@ class Reporter:
         self.summary.mark(sa.rel_path, "pending")
         if not self._first(sa.rel_path, "pending:" + reason.split(" ", 1)[0]):
             return
+        detail = reason
+        if reason == "incomplete" and sa.expected_bytes is not None:
+            detail = f"incomplete: {sa.have_bytes} of {sa.expected_bytes} bytes"
+        self._note(sa.rel_path, f"pending: {detail}")
         log.info(
             "artifact.pending",
             path=str(sa.artifact.path),
@@ -72,6 +86,7 @@ class Reporter:
         if not self._first(rel, event + ":" + "|".join(p.describe() for p in problems)):
             return
         first = problems[0] if problems else Problem(rel, "invalid")
+        self._note(rel, "refused: " + "; ".join(p.describe() for p in problems))
         log.error(
             event,
             path=str(self.drop_dir / rel),
@@ -91,7 +106,12 @@ class Reporter:
 
     def clear(self, rel: str) -> None:
         """Work starts: the next pending or refusal is news again."""
-        self._reported.pop(rel, None)
+        if self._reported.pop(rel, None) is not None:
+            self._note(rel, None)
+
+    def _note(self, rel: str, note: str | None) -> None:
+        if self._notes is not None:
+            self._notes.note_artifact(rel, kind=self._kinds.get(rel, "unknown"), note=note)
 
     def forget(self, rel: str) -> None:
         self._reported.pop(rel, None)

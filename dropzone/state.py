@@ -329,8 +329,23 @@ class StateStore:
         return None if row is None else _artifact_row(row)
 
     def knows_artifacts(self) -> bool:
+        """True once any artifact was imported (pending or refused ones do not count)."""
         with self._lock:
-            return self._conn.execute("SELECT 1 FROM artifacts LIMIT 1").fetchone() is not None
+            row = self._conn.execute(
+                "SELECT 1 FROM artifact_hosts WHERE state=? LIMIT 1", (str(HostState.DONE),)
+            ).fetchone()
+        return row is not None
+
+    def note_artifact(self, path: str | Path, *, kind: str, note: str | None) -> None:
+        """Say why an artifact is pending or refused (``dropzone status``); one that was
+        never hashed gets a row of its own, without fingerprint or digests."""
+        with self._tx():
+            self._conn.execute(
+                "INSERT INTO artifacts (path, kind, fingerprint, model, digests, note, last_seen)"
+                " VALUES (?, ?, '', NULL, '{}', ?, ?) ON CONFLICT (path) DO UPDATE SET"
+                " note=excluded.note, last_seen=excluded.last_seen",
+                (_key(path), kind, None if note is None else shown(note), self._clock()),
+            )
 
     def artifacts(self) -> list[ArtifactRow]:
         with self._lock:

@@ -22,7 +22,7 @@ from dropzone.commands import _common
 from dropzone.errors import ConfigError
 from dropzone.fsnames import shown
 from dropzone.readonly_store import access_problem
-from dropzone.state import DB_NAME, ArtifactRow, HostRow, StateStore
+from dropzone.state import DB_NAME, ArtifactRow, HostRow, HostState, StateStore
 
 SHORT_DIGEST = 12
 _COLUMNS = (
@@ -104,7 +104,7 @@ def collect(
             StatusRow(
                 path=display_path(h.path, drop_dir),
                 host=h.host,
-                state=str(h.state),
+                state=state_name(h, a.note if a else None),
                 model=h.model or (a.model if a else None),
                 kind=a.kind if a else None,
                 digests=dict(a.digests) if a else {},
@@ -121,7 +121,7 @@ def collect(
                 StatusRow(
                     path=display_path(a.path, drop_dir),
                     host=None,
-                    state=None,
+                    state=_note_state(a.note),
                     model=a.model,
                     kind=a.kind,
                     digests=dict(a.digests),
@@ -134,6 +134,25 @@ def collect(
             )
     rows.sort(key=lambda r: (r.path, r.host or ""))
     return rows
+
+
+def state_name(h: HostRow, note: str | None = None) -> str:
+    """The state machine's names (design §10): a failure with a retry time is ``waiting``,
+    one without is ``refused`` (until the files change or ``dropzone retry``). A model made
+    from an earlier version whose artifact is pending or refused now says so, not ``done``."""
+    if h.state is HostState.DONE and _note_state(note) is not None:
+        return str(_note_state(note))
+    if h.state is HostState.FAILED:
+        return "waiting" if h.next_retry_at is not None else "refused"
+    return str(h.state)
+
+
+def _note_state(note: str | None) -> str | None:
+    """An artifact no host has seen yet: ``pending`` or ``refused``, as its note says."""
+    if note is None:
+        return None
+    head = note.split(":", 1)[0]
+    return head if head in ("pending", "refused") else None
 
 
 def display_path(stored: str, drop_dir: Path) -> str:

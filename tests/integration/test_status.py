@@ -81,9 +81,9 @@ def test_json_has_one_row_per_artifact_and_host(
         fill(store, tmp_path / "drop", retry_at)
     rows = status_json(capsys, config)
     assert [(r["path"], r["host"], r["state"]) for r in rows] == [
-        ("half.gguf", None, None),
+        ("half.gguf", None, "pending"),
         ("qwen.gguf", HOST_1, "done"),
-        ("qwen.gguf", HOST_2, "failed"),
+        ("qwen.gguf", HOST_2, "waiting"),
         ("tiny", HOST_1, "uploading"),
     ]
     failed = rows[2]
@@ -110,7 +110,7 @@ def test_status_reads_while_a_writer_holds_a_transaction_open(
             started = time.monotonic()
             rows = status_json(capsys, config)
             waited = time.monotonic() - started
-        assert [r["state"] for r in rows if r["host"] == HOST_2] == ["failed"]
+        assert [r["state"] for r in rows if r["host"] == HOST_2] == ["waiting"]
         assert waited < 5  # far below the 10 s busy timeout it would otherwise sit out
         rows = status_json(capsys, config)
         assert [r["state"] for r in rows if r["host"] == HOST_2] == ["uploading"]
@@ -126,9 +126,9 @@ def test_the_table_aligns_columns_and_shortens_digests(
     assert lines[0].split()[:3] == ["PATH", "HOST", "STATE"]
     state_column = lines[0].index("STATE")
     assert [line[state_column:].split()[0] for line in lines[1:]] == [
-        "-",
+        "pending",
         "done",
-        "failed",
+        "waiting",
         "uploading",
     ]
     assert "a1a1a1a1a1a1" in lines[2]
