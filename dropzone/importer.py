@@ -160,7 +160,14 @@ class Importer:
             return Outcome(Result.CHANGED, str(exc))
         except OllamaError as exc:
             return self._failed(
-                key, host, exc, attempts + 1, ctx, model=recipe.model, fingerprint=fingerprint
+                key,
+                host,
+                exc,
+                attempts + 1,
+                ctx,
+                model=recipe.model,
+                fingerprint=fingerprint,
+                fix=_fix_for(exc, recipe),
             )
 
     def _run(
@@ -307,6 +314,7 @@ class Importer:
         *,
         model: str,
         fingerprint: str,
+        fix: str | None = None,
     ) -> Outcome:
         # The fingerprint is recorded even when the host failed before the first transition
         # (its version could not be read): without it the plan sees "another request" and
@@ -348,12 +356,24 @@ class Importer:
             )
             host.version = None  # it may come back as another version
             return Outcome(Result.RETRY, str(exc), retry_at, unreachable=exc.status is None)
-        log.error("model.failed", **ctx, error=str(exc), status=exc.status)
+        log.error("model.failed", **ctx, error=str(exc), status=exc.status, fix=fix)
         return Outcome(Result.FAILED, str(exc))
 
     def _check_stop(self) -> None:
         if self._stop.is_set():
             raise StoppedError("stopping")
+
+
+def _fix_for(exc: OllamaError, recipe: Recipe) -> str | None:
+    """What the operator can do about a refusal, where the server's text alone does not say."""
+    base = recipe.fields.get("from")
+    if isinstance(base, str) and "pull model manifest" in str(exc):
+        # The create pulled a base this host lacks, and the registry does not have it.
+        return (
+            f"run 'ollama pull {base}' on that host (or copy the model there), or name a"
+            " model the host has in FROM; then dropzone retry"
+        )
+    return None
 
 
 def _stamp(host: Host, model: str) -> str:

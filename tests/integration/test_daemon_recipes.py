@@ -142,6 +142,8 @@ def test_a_base_that_cannot_be_pulled_is_refused_for_that_host_only(
     assert done["result"] == "failed"
     assert "pull model manifest: file does not exist" in done["error"]
     assert "mario:latest" not in hosts[1].models()
+    failed = daemon.wait_for("model.failed", model="mario:latest", host=hosts[1].url)
+    assert "ollama pull llama3.2" in failed["fix"]
 
 
 def test_a_chain_is_created_in_dependency_order(
