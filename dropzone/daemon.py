@@ -382,14 +382,22 @@ class Daemon:
             if self.watcher is None and not self.once:
                 self._start_watcher()
             full = True
+        unreadable: list[str] = []
         if full:
-            listing = split_units(list_tree(self.drop_dir, prune=self.rules.prune_dir))
+            listing = split_units(
+                list_tree(self.drop_dir, prune=self.rules.prune_dir, unreadable=unreadable)
+            )
             affected = set(listing) | set(self._units)
         else:
             affected = set(units)
-            listing = list_units(self.drop_dir, affected, self.rules.prune_dir)
+            listing = list_units(self.drop_dir, affected, self.rules.prune_dir, unreadable)
         vanished = False
-        for unit in affected:
+        for unit in list(affected):
+            if unreadable and _under_any(unit, unreadable):
+                # Could not be listed (EIO on a share): what was there is unknown, not gone;
+                # the last look at it stands, and nothing of it is judged now.
+                affected.discard(unit)
+                continue
             old = self._units.pop(unit, None)
             self._stats.pop(unit, None)
             entries = listing.get(unit, [])
@@ -971,4 +979,11 @@ def _identities(sa: ScannedArtifact, stats: Mapping[str, Entry]) -> frozenset[Fi
         FileKey(e.dev, e.inode, e.size, e.mtime_ns, e.ctime_ns)
         for e in (stats.get(r) for r in rels)
         if e is not None
+    )
+
+
+def _under_any(rel: str, folders: list[str]) -> bool:
+    """True when ``rel`` is one of ``folders``, lies under one, or holds one ("" is the root)."""
+    return any(
+        f in ("", rel) or rel.startswith(f + "/") or f.startswith(rel + "/") for f in folders
     )

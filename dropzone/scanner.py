@@ -61,7 +61,8 @@ def list_tree(
     *,
     prune: Callable[[str], bool] | None = None,
     under: str = "",
-    scandir: Scandir = os.scandir,
+    scandir: Scandir | None = None,
+    unreadable: list[str] | None = None,
 ) -> list[Entry]:
     """Every regular file and folder under ``root``, sorted by relative path.
 
@@ -73,7 +74,9 @@ def list_tree(
     when the listing fails midway (EIO on NFS or FUSE): nothing of a half-listed folder, whose
     half could pass for an incomplete artifact.
     ``under`` lists only that folder's subtree (paths and symlink checks stay relative to
-    ``root``), so a hint about one folder costs a walk of that folder alone.
+    ``root``), so a hint about one folder costs a walk of that folder alone. ``unreadable``
+    receives the relative paths of the folders that could not be listed ("" for ``root``):
+    what lies there is unknown, not removed.
     """
     real_root = os.path.realpath(root)
     out: list[Entry] = []
@@ -88,7 +91,7 @@ def list_tree(
         found: list[Entry] = []
         below: list[tuple[str, str]] = []
         try:
-            with scandir(abs_dir) as it:
+            with (scandir or os.scandir)(abs_dir) as it:
                 for de in it:  # each step reads the folder and may fail too (issue 13)
                     rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
                     try:
@@ -102,6 +105,8 @@ def list_tree(
                         below.append((rel, de.path))
         except OSError as e:
             log.warning("scan.unreadable", path=abs_dir, error=str(e))
+            if unreadable is not None:
+                unreadable.append(rel_dir)
             continue
         out += found
         stack += below

@@ -46,10 +46,13 @@ def split_units(entries: Iterable[Entry]) -> dict[str, list[Entry]]:
 
 
 def list_units(
-    drop_dir: Path, units: set[str], prune: Callable[[str], bool]
+    drop_dir: Path,
+    units: set[str],
+    prune: Callable[[str], bool],
+    unreadable: list[str] | None = None,
 ) -> dict[str, list[Entry]]:
     """List just ``units``: the top level once, then each folder unit's subtree."""
-    top = list_tree(drop_dir, prune=lambda _rel: True)
+    top = list_tree(drop_dir, prune=lambda _rel: True, unreadable=unreadable)
     listing = split_units(top)
     found: dict[str, list[Entry]] = {}
     for unit in units:
@@ -58,7 +61,9 @@ def list_units(
             e.is_dir and not e.is_symlink and e.path == unit for e in entries
         )
         if is_folder and not prune(unit):
-            entries = entries + list_tree(drop_dir, prune=prune, under=unit)
+            entries = entries + list_tree(
+                drop_dir, prune=prune, under=unit, unreadable=unreadable
+            )
         found[unit] = sorted(entries, key=lambda e: e.path)
     return found
 

@@ -293,3 +293,24 @@ def test_a_file_swapped_for_a_symlink_out_before_upload_is_not_sent(
     daemon.wait_for("artifact.invalid", path=str(gguf))
     assert emulator.counters.blob_bodies_read(digest) == 0
     assert emulator.models() == []
+
+
+def test_a_folder_that_cannot_be_listed_is_not_taken_for_removed(
+    start: Any, drop: Path, emulator: Emulator, monkeypatch: Any
+) -> None:
+    # EIO while listing a folder of an NFS or FUSE share: its artifacts are not gone. (Injected
+    # through os.scandir: no such file system can be mounted here.)
+    _, daemon = imported(start, drop / "team" / "Kept.gguf", on_removed="delete")
+    real = os.scandir
+
+    def failing(path: Any) -> Any:
+        if str(path).endswith("/team"):
+            raise OSError(5, "Input/output error", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", failing)
+    daemon.daemon.request_rescan()
+    daemon.wait_for("scan.unreadable")
+    wait_until(lambda: len(daemon.find("scan.done")) >= 2, what="the rescan")
+    assert not daemon.find("model.deleted")
+    assert emulator.models() == ["kept:latest"]
