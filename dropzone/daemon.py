@@ -742,6 +742,7 @@ class Daemon:
                     host=host.url,
                     result=str(outcome.result),
                     error=outcome.error,
+                    digests=sorted({r.digest for r in results.values()}),  # for hooks (issue 16)
                 )
             if outcome.unreachable:
                 self._probes.down(host)

@@ -3,6 +3,8 @@ with the Prometheus client's own parser, as Prometheus would read it."""
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -140,3 +142,30 @@ def test_metrics_on_a_unix_socket_and_in_a_textfile(
     ]
     assert done == [1]
     assert not sock.exists()
+
+
+def test_hooks_run_after_an_import_and_a_refusal_without_holding_the_daemon(
+    start: Any, drop: Path, emulator: Emulator, tmp_path: Path
+) -> None:
+    record = tmp_path / "hook.py"
+    record.write_text(
+        "import json, os, sys\n"
+        "out = sys.argv[1] + '/' + os.environ['DROPZONE_EVENT'] + '.json'\n"
+        "json.dump({k: v for k, v in os.environ.items() if k.startswith('DROPZONE_')},"
+        " open(out, 'w'))\n"
+    )
+    argv = [sys.executable, str(record), str(tmp_path)]
+    emulator.faults.fail_next(1, status=400, path_prefix="/api/create", error="bad template")
+    build_gguf(drop / "First.gguf")
+    daemon = start(on_imported=argv, on_refused=argv)
+    daemon.wait_for("hook.done", hook="on_refused")
+    refused = json.loads((tmp_path / "refused.json").read_text())
+    assert refused["DROPZONE_MODEL"] == "first:latest"
+    assert "bad template" in refused["DROPZONE_REASON"]
+    (drop / "First.gguf").unlink()
+    build_gguf(drop / "Second.gguf")
+    daemon.wait_for("hook.done", hook="on_imported")
+    imported = json.loads((tmp_path / "imported.json").read_text())
+    assert imported["DROPZONE_HOST"] == emulator.url
+    assert imported["DROPZONE_ARTIFACT"] == str(drop / "Second.gguf")
+    assert imported["DROPZONE_DIGESTS"].startswith("sha256:")
