@@ -139,6 +139,7 @@ class Daemon:
             upload_slots=threading.Semaphore(settings.max_parallel_uploads),
             stop=self.stop_event,
             progress=progress,
+            verify=settings.verify,
         )
         self.followers = Followers(self.hash_slots, self.stop_event, self.drop_dir)
         self.digester = Digester(self.state, self.followers, self.stop_event, progress)
