@@ -226,17 +226,15 @@ class StateCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         now = self._clock()
-        rows = self._state.rows()
+        groups, backlog = self._state.summary()
         counts = {(h, s): 0 for h in self._hosts for s in STATES}
         last: dict[str, float] = {}
-        waiting: dict[tuple[str, str], float] = {}
-        for row in rows:
-            state = shown_state(row.state, row.next_retry_at)
-            counts[row.host, state] = counts.get((row.host, state), 0) + 1
+        for host, raw, has_retry, count, latest in groups:
+            state = shown_state(HostState(raw), 0.0 if has_retry else None)
+            counts[host, state] = counts.get((host, state), 0) + count
             if state == "done":
-                last[row.host] = max(last.get(row.host, 0.0), row.updated_at)
-            elif state not in _NOT_WAITING:
-                waiting[row.path, row.host] = row.updated_at
+                last[host] = max(last.get(host, 0.0), latest)
+        waiting = {(path, host): at for path, host, at in backlog}
         with self._lock:
             self._since = {k: self._since.get(k, at) for k, at in waiting.items()}
             oldest = min(self._since.values(), default=None)
