@@ -31,6 +31,7 @@ from dropzone.errors import (
     StoppedError,
 )
 from dropzone.filters import IgnoreRules
+from dropzone.fleet import Fleet
 from dropzone.follow import Followers
 from dropzone.greeting import greet_hosts
 from dropzone.hashing import HashResult, cached_digest
@@ -138,6 +139,7 @@ class Daemon:
             upload_slots=threading.Semaphore(settings.max_parallel_uploads),
             stop=self.stop_event,
             progress=progress,
+            verify=settings.verify,
         )
         self.followers = Followers(self.hash_slots, self.stop_event, self.drop_dir)
         self.digester = Digester(self.state, self.followers, self.stop_event, progress)
@@ -165,6 +167,7 @@ class Daemon:
         self.deps = Dependencies()  # which artifact's model is made from which (issue 12)
         self._last_cost = 0.0
         self.watcher: Watcher | None = None
+        self.fleet = Fleet(settings, self.state, env=env)  # metrics, hooks (issue 16)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -206,6 +209,7 @@ class Daemon:
             watch=mode,
             version=__version__,
         )
+        self.fleet.start()
         self._greet_hosts()
         self.reconcile(full=True)
         self.notifier.send(READY="1", STATUS=self._status_line())
@@ -251,6 +255,7 @@ class Daemon:
 
     def scan_once(self) -> PassSummary:
         """One pass: import what is ready now, wait for that work, report what is pending."""
+        self.fleet.start()
         self._greet_hosts()
         # A file rewritten under a recorded digest needs a second look, and a host that failed
         # for now is tried again at its retry time: a few rounds, within a bounded wait.
@@ -351,6 +356,7 @@ class Daemon:
         # Artifact jobs wait for their host jobs: those must be told to end first.
         ended = self.host_jobs.shutdown(deadline)
         ended = self.jobs.shutdown(deadline) and ended
+        self.fleet.close()
         if not ended:
             # Abandoned threads may still touch the clients and the store: leave both open
             # for the few moments until the process exits.
@@ -747,6 +753,7 @@ class Daemon:
                     host=host.url,
                     result=str(outcome.result),
                     error=outcome.error,
+                    digests=sorted({r.digest for r in results.values()}),  # for hooks (issue 16)
                 )
             if outcome.unreachable:
                 self._probes.down(host)

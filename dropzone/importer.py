@@ -28,6 +28,7 @@ from dropzone.errors import (
 )
 from dropzone.identity import FileKey
 from dropzone.keylocks import KeyLocks
+from dropzone.loadcheck import check_load
 from dropzone.model import Recipe
 from dropzone.names import is_valid_name, parse_name
 from dropzone.ollama import OllamaClient
@@ -89,7 +90,9 @@ class Importer:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         progress: Progress | None = None,
+        verify: str = "show",
     ) -> None:
+        self.verify = verify  # "show", or "load": load the model once after create (issue 16)
         self._state = state
         self._drop_dir = drop_dir
         self._slots = upload_slots
@@ -212,6 +215,9 @@ class Importer:
             self._check_stop()
             log.info("model.create.status", **ctx, **_status_fields(status))
         host.client.show(recipe.model)
+        if (refused := check_load(host.client, recipe.model, self.verify, ctx)) is not None:
+            self._state.set_host_state(key, host.url, HostState.FAILED, error=refused)
+            return Outcome(Result.FAILED, refused)
         self._state.set_host_state(key, host.url, HostState.DONE, attempts=0)
         seconds = round(time.monotonic() - started, 3)
         log.info("model.created", **ctx, seconds=seconds)

@@ -17,6 +17,7 @@ import structlog
 import structlog.tracebacks
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from dropzone.eventtap import tap
 from dropzone.fsnames import shown_in
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
@@ -104,6 +105,7 @@ def configure_logging(*, fmt: str, level: str, stream: TextIO | None = None) -> 
 
     structlog.configure(
         processors=[
+            tap,  # metrics and hooks see every event, whatever the level (eventtap)
             structlog.stdlib.filter_by_level,
             *shared,
             structlog.processors.StackInfoRenderer(),

@@ -311,6 +311,21 @@ class OllamaClient:
         except httpx.HTTPError as exc:  # e.g. a body that fails to decode
             raise TransientError(_describe(exc), host=self.host) from exc
 
+    def load(self, model: str, *, keep_alive: int | None = None, seconds: float = 600.0) -> None:
+        """``POST /api/generate`` with the model and no prompt: the server loads it (with
+        ``keep_alive=0``, unloads it) and answers 200 ``done`` at once. Loading a big model
+        from disk takes minutes, hence its own deadline. Errors are mapped as for any request
+        (a runner that cannot load the model is a 500 ``ServerError`` with the server's text)."""
+        body: dict[str, Any] = {"model": model}
+        if keep_alive is not None:
+            body["keep_alive"] = keep_alive
+        deadline = Deadline(seconds)
+        timeout = httpx.Timeout(seconds, connect=self._timeouts.connect, pool=self._timeouts.pool)
+        with self._mapped(deadline, "POST /api/generate"), within(deadline):
+            response = self._send("POST", "/api/generate", timeout, json_body=body)
+            answer = _Answer.read(response, ERROR_BODY_CAP)
+        self._expect(answer, 200)
+
     def _quick(self, method: str, path: str, cap: int, *, json_body: Any = None) -> _Answer:
         """One short request, its answer read up to ``cap`` bytes (an error's up to
         ``ERROR_BODY_CAP``), all of it within ``Timeouts.quick`` seconds."""

@@ -312,6 +312,63 @@ class Settings(BaseSettings):
         type_text="list of globs",
         fix='a list of glob patterns such as ["*.bak", "scratch/*"]',
     )
+    # -- running it across a fleet (issue 16) --------------------------------------------
+    metrics_listen: str = _field(
+        "",
+        "serve Prometheus metrics on this address: \"127.0.0.1:9464\" or a Unix socket path;"
+        " empty = off; every interface only if written so (\"0.0.0.0:9464\")",
+        type_text="address",
+        fix='"" (off), "127.0.0.1:9464", "[::1]:9464" or an absolute Unix socket path',
+    )
+    metrics_textfile: str = _field(
+        "",
+        "also write the metrics to this file every 15 s, atomically, for node_exporter's"
+        " textfile collector (name it *.prom); empty = off",
+        type_text="path",
+        fix='"" (off) or an absolute path ending in .prom in a folder the service may write',
+    )
+    on_imported: tuple[str, ...] = _field(
+        (),
+        "a command run (no shell) after each model is made on a host, as an argv list;"
+        " DROPZONE_MODEL, DROPZONE_HOST, DROPZONE_ARTIFACT, DROPZONE_DIGESTS … in its environment",
+        type_text="argv list",
+        fix='a list such as ["/usr/local/bin/announce", "--quiet"]; [] for none',
+    )
+    on_refused: tuple[str, ...] = _field(
+        (),
+        "a command run (no shell) when an artifact is refused or fails on a host; as"
+        " on_imported, plus DROPZONE_REASON",
+        type_text="argv list",
+        fix='a list such as ["/usr/local/bin/page-oncall"]; [] for none',
+    )
+    hook_timeout_seconds: float = _field(
+        60.0,
+        "how long an on_imported or on_refused command may run before it is killed",
+        type_text="seconds",
+        fix="a number of seconds, more than 0",
+        gt=0,
+    )
+    webhook_url: str = _field(
+        "",
+        "POST each imported or refused event as JSON to this URL (retried with backoff);"
+        " empty = off",
+        type_text="URL",
+        fix='"" (off) or an http(s) URL',
+    )
+    webhook_headers: dict[str, SecretStr] = _field(
+        {},
+        "extra headers for the webhook (a shared secret); keep them in dropzone.env as"
+        " DROPZONE_WEBHOOK_HEADERS='{\"X-Token\": \"…\"}'",
+        type_text="table",
+        fix='a table of header names to one-line values, e.g. {X-Token = "…"}',
+    )
+    verify: Literal["show", "load"] = _field(
+        "show",
+        "after create: show = ask the server for the model; load = also load it once"
+        " (an empty generate request) and refuse it if the server cannot",
+        type_text='"show" | "load"',
+        fix='one of "show", "load"',
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -332,7 +389,7 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().absolute()
 
-    @field_validator("ollama_hosts", "ignore_patterns", mode="before")
+    @field_validator("ollama_hosts", "ignore_patterns", "on_imported", "on_refused", mode="before")
     @classmethod
     def _one_is_a_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str | dict) else value
@@ -354,7 +411,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{', '.join(duplicates)} listed more than once")
         return value
 
-    @field_validator("on_success", "on_removed", "log_format", "log_level", mode="before")
+    @field_validator("on_success", "on_removed", "log_format", "log_level", "verify", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
@@ -377,9 +434,49 @@ class Settings(BaseSettings):
             raise ValueError("an empty pattern would match nothing")
         return value
 
+    @field_validator("metrics_listen")
+    @classmethod
+    def _listen_address(cls, value: str) -> str:
+        from dropzone.metrics_export import parse_listen  # noqa: PLC0415 - keeps settings light
+
+        parse_listen(value)  # raises ValueError with the reason
+        return value.strip()
+
+    @field_validator("metrics_textfile")
+    @classmethod
+    def _textfile(cls, value: str) -> str:
+        value = value.strip()
+        if value and not Path(value).expanduser().is_absolute():
+            raise ValueError("must be an absolute path")
+        return str(Path(value).expanduser()) if value else ""
+
+    @field_validator("on_imported", "on_refused")
+    @classmethod
+    def _argv(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if value and not Path(value[0]).expanduser().is_absolute():
+            # No shell and no $PATH search: the service's PATH is not the operator's.
+            raise ValueError("the command must be an absolute path (no shell, no PATH lookup)")
+        if any("\0" in arg for arg in value):
+            raise ValueError("an argument has a NUL character")
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.match(r"https?://[^/\s]+", value, re.IGNORECASE):
+            raise ValueError("must be an http or https URL")
+        return value
+
+    @field_validator("webhook_headers")
+    @classmethod
+    def _check_webhook_headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        return OllamaHost._check_headers(value)
+
 
 KEYS: tuple[str, ...] = tuple(Settings.model_fields)
-_LIST_KEYS = {"ollama_hosts", "ignore_patterns"}
+_LIST_KEYS = {"ollama_hosts", "ignore_patterns", "on_imported", "on_refused"}
+_TABLE_KEYS = {"webhook_headers"}
 
 
 def load_settings(
@@ -473,6 +570,16 @@ def _read_env(env: Mapping[str, str], problems: list[str]) -> tuple[dict[str, An
             continue
         if raw.strip() == "":
             continue  # an empty assignment in an EnvironmentFile means unset
+        if key in _TABLE_KEYS:
+            try:
+                found[key] = json.loads(raw)
+            except json.JSONDecodeError as e:
+                # Never the raw value: it carries the secret.
+                problems.append(f"{key}: is not a JSON table ({e.msg}) (from {name});"
+                                f" fix: {_fix(key)}")
+                continue
+            where[key] = name
+            continue
         if key in _LIST_KEYS:
             parsed = _parse_env_list(raw)
             if isinstance(parsed, str):
@@ -537,7 +644,8 @@ def _describe(err: ErrorDetails, values: Mapping[str, Any], origin: Mapping[str,
     if message[1:2].islower():
         message = message[:1].lower() + message[1:]
     value: Any = err.get("input", values.get(key))
-    value = "<hidden>" if "headers" in loc[1:] else _mask(value)
+    hidden = "headers" in loc[1:] or key == "webhook_headers"
+    value = "<hidden>" if hidden else _mask(value)
     source = origin.get(key, "the default")
     return f"{where}: {message} ({value!r}, from {source}); fix: {_fix(key, loc)}"
 
@@ -573,6 +681,8 @@ def _toml_value(value: Any) -> str:
         return str(int(value))
     if isinstance(value, int | float):
         return str(value)
+    if isinstance(value, dict) and not value:
+        return "{}"
     if isinstance(value, OllamaHost):
         return json.dumps(value.url)
     if isinstance(value, tuple | list):

@@ -481,6 +481,26 @@ class StateStore:
                 ).fetchall()
         return [_host_row(r) for r in rows]
 
+    def summary(
+        self,
+    ) -> tuple[list[tuple[str, str, bool, int, float]], list[tuple[str, str, float]]]:
+        """For a metrics scrape (issue 16), without building a row per artifact:
+        (host, state, has a retry time, count, latest updated_at) per group, and
+        (path, host, updated_at) of each row still to do (not done, not refused)."""
+        with self._lock:
+            groups = self._conn.execute(
+                "SELECT host, state, next_retry_at IS NOT NULL, count(*), max(updated_at)"
+                " FROM artifact_hosts GROUP BY 1, 2, 3"
+            ).fetchall()
+            backlog = self._conn.execute(
+                "SELECT path, host, updated_at FROM artifact_hosts WHERE state != 'done'"
+                " AND NOT (state = 'failed' AND next_retry_at IS NULL)"
+            ).fetchall()
+        return (
+            [(h, st, bool(r), int(n), float(u)) for h, st, r, n, u in groups],
+            [(str(path), h, float(u)) for path, h, u in backlog],
+        )
+
     # -- internals ------------------------------------------------------------------------
 
     @contextmanager

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dropzone.testing import emulator_create, emulator_models
+from dropzone.testing import emulator_create, emulator_generate, emulator_models
 from dropzone.testing.emulator_faults import Counters, Faults
 from dropzone.testing.emulator_http import AbortError, BodyError, Handler
 from dropzone.testing.store import InvalidDigestError, Store
@@ -124,6 +124,7 @@ class App:
             ("/api/delete", "DELETE"): lambda h, _: emulator_models.delete(self, h),
             ("/api/copy", "POST"): lambda h, _: emulator_models.copy(self, h),
             ("/api/create", "POST"): lambda h, _: emulator_create.create(self, h),
+            ("/api/generate", "POST"): lambda h, _: emulator_generate.generate(self, h),
         }
         return endpoints.get((pattern, method), self._not_emulated)
 

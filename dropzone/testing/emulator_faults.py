@@ -123,6 +123,7 @@ class Faults:
         self._stall_until: float | None = None
         self._held = 0
         self._cuts: list[int] = []
+        self._load_failures: list[str] = []
 
     def fail_next(
         self,
@@ -137,6 +138,16 @@ class Faults:
         ``path_prefix`` with ``status`` and ``{"error": error}``, without processing them."""
         with self._cond:
             self._failures.append(_Failure(count, status, path_prefix, error, method))
+
+    def fail_load(self, error: str, count: int = 1) -> None:
+        """The next ``count`` load requests (``POST /api/generate`` without a prompt) fail as
+        a runner that cannot load the model does: 500 with ``error`` as the server's text."""
+        with self._cond:
+            self._load_failures.extend([error] * count)
+
+    def take_load_failure(self) -> str | None:
+        with self._cond:
+            return self._load_failures.pop(0) if self._load_failures else None
 
     def stall(self, *, path_prefix: str = "", duration: float | None = None) -> None:
         """Hold matching requests (after their headers arrive) until ``release()`` is called
@@ -178,6 +189,7 @@ class Faults:
         with self._cond:
             self._failures.clear()
             self._cuts.clear()
+            self._load_failures.clear()
             self._stall_prefix = None
             self._cond.notify_all()
 
