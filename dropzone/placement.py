@@ -454,3 +454,44 @@ def reflink_supported(folder: Path) -> bool:
 def _unlink_quietly(path: Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
+
+
+def placer_for(url: str, models_dir: Path | None, mode: str, on_success: str) -> Placer | None:
+    """The placer of a configured host, or None when its blobs go by HTTP only."""
+    if models_dir is None or mode == "off":
+        return None
+    return Placer(models_dir, mode, on_success=on_success, host=url)
+
+
+def withdraw_if_changed(placer: Placer, digest: str, identity: FileKey) -> bool:
+    """Remove the blob ``digest`` when it is a hard link of the drop file hashed as
+    ``identity`` and that file was written since: its bytes no longer match its name. True
+    when it was removed. A blob that is another inode (a reflink, a copy, the server's own)
+    is never touched."""
+    blob = placer.blobs / ("sha256-" + digest.split(":", 1)[-1])
+    try:
+        st = os.lstat(blob)
+    except OSError:
+        return False
+    same_inode = (st.st_dev, st.st_ino) == (identity.dev, identity.ino)
+    if not same_inode or (st.st_size, st.st_mtime_ns) == (identity.size, identity.mtime_ns):
+        return False
+    _unlink_quietly(blob)
+    return True
+
+
+def still_linked(placer: Placer, digest: str, path: Path, hashed: FileKey) -> FileKey | None:
+    """After the create: the identity of the drop file ``path`` when it is still the inode
+    hard-linked as the blob ``digest`` (the server's create touches the blob's mtime, and so
+    the drop file's); None otherwise. Removing that name loses nothing the server needs."""
+    blob = placer.blobs / ("sha256-" + digest.split(":", 1)[-1])
+    try:
+        st, blob_st = os.lstat(path), os.lstat(blob)
+    except OSError:
+        return None
+    inode = (hashed.dev, hashed.ino)
+    if (st.st_dev, st.st_ino) != inode or (blob_st.st_dev, blob_st.st_ino) != inode:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size != hashed.size:
+        return None
+    return FileKey.from_stat(st)
