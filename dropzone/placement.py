@@ -152,6 +152,17 @@ class Placer:
             os.close(fd)
         return Skip.HTTP
 
+    def preview(self, dev: int) -> tuple[list[str], str]:
+        """What ``auto`` (or the configured mode) would do for drop files on device ``dev``,
+        and why; nothing logged or remembered (``dropzone doctor``)."""
+        if self.mode == "off":
+            return [], "local_import is off"
+        problem = blobs_problem(self.blobs)
+        if problem is not None:
+            return [], problem
+        decision = self._choose(dev)
+        return [str(m) for m in decision.methods], decision.reason
+
     # -- deciding, once per file system ------------------------------------------------------
 
     def _decide(self, dev: int) -> _Decision:
