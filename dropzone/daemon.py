@@ -41,6 +41,7 @@ from dropzone.model import Recipe
 from dropzone.names import parse_name
 from dropzone.notify import Notifier
 from dropzone.ollama import OllamaClient, Timeouts, make_http_client
+from dropzone.placement import placer_for
 from dropzone.plan import Recorded, Step, next_step
 from dropzone.policies import apply_on_removed, apply_on_success, owned_files
 from dropzone.probes import Probes
@@ -129,7 +130,11 @@ class Daemon:
         self._http = [make_http_client(verify=h.verify) for h in settings.ollama_hosts]
         timeouts = Timeouts(create_total=settings.create_timeout_seconds)
         self.hosts = [
-            Host(h.url, OllamaClient(h.url, http, headers=h.header_values(), timeouts=timeouts))
+            Host(
+                h.url,
+                OllamaClient(h.url, http, headers=h.header_values(), timeouts=timeouts),
+                placer=placer_for(h.url, h.models_dir, h.local_import_mode, settings.on_success),
+            )
             for h, http in zip(settings.ollama_hosts, self._http, strict=True)
         ]
         self.hash_slots = threading.Semaphore(settings.max_parallel_hashes)
@@ -289,9 +294,7 @@ class Daemon:
     def _waiting_rows(self) -> list[HostRow]:
         """(artifact, host) rows of this pass's artifacts that wait for a retry."""
         seen = self.summary.failed
-        return [
-            r for r in self.state.rows() if r.next_retry_at is not None and r.path in seen
-        ]
+        return [r for r in self.state.rows() if r.next_retry_at is not None and r.path in seen]
 
     def _loop(self) -> None:
         now = time.monotonic()
@@ -782,7 +785,7 @@ class Daemon:
                 apply_on_success(
                     self.settings.on_success,
                     recipe,
-                    {p: r.key for p, r in results.items()},
+                    {p: self.importer.current_key(r.key) for p, r in results.items()},
                     rel=rel,
                     drop_dir=self.drop_dir,
                     state=self.state,

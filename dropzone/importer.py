@@ -32,6 +32,7 @@ from dropzone.loadcheck import check_load
 from dropzone.model import Recipe
 from dropzone.names import is_valid_name, parse_name
 from dropzone.ollama import OllamaClient
+from dropzone.placement import Placer, Skip, still_linked, withdraw_if_changed
 from dropzone.plan import Recorded, Step, backoff_seconds, next_step, unsupported_feature
 from dropzone.progress import Progress
 from dropzone.recipe_checks import base_refusal
@@ -44,6 +45,7 @@ log = structlog.get_logger("dropzone.importer")
 # Answers that say the server side must change (a proxy's token or body limit, a full disk):
 # refused with the fix, and retried only after this long (or at ``dropzone retry``).
 SERVER_SIDE_BACKOFF_SECONDS = 1800.0
+REKEYED_MAX = 4096  # identities changed by our own hard links, remembered for cleanup
 SERVER_SIDE_FIXES: dict[int, str] = {
     401: "the server or its proxy wants credentials: set the host's Authorization header",
     403: "the server or its proxy refuses this client: check the token and the proxy's rules",
@@ -77,6 +79,7 @@ class Host:
     url: str
     client: OllamaClient
     version: str | None = None
+    placer: Placer | None = None  # the server's store is on this machine (issue 17)
 
 
 class Importer:
@@ -101,6 +104,10 @@ class Importer:
         self._progress = progress or Progress()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._blob_locks = KeyLocks()  # one upload per (host, digest) at a time
+        # A hard link into a server's store changes the drop file's ctime: hashed identity →
+        # the identity the file has now, so later checks (and cleanup) know it as the same.
+        self._rekeyed: dict[FileKey, FileKey] = {}
+        self._rekey_lock = threading.Lock()
 
     def import_to_host(
         self,
@@ -157,6 +164,7 @@ class Importer:
             log.warning("blob.digest_mismatch", **ctx, error=str(exc))
             return Outcome(Result.REHASH, str(exc))
         except FileChangedError as exc:
+            self._withdraw_links(recipe, digests, identities, host, ctx)
             # Not an error: a new version (or a removal) the next look at the folder meets.
             self._state.set_host_state(key, host.url, HostState.PENDING, error=str(exc))
             log.info("artifact.changed", **ctx, error=str(exc))
@@ -207,7 +215,9 @@ class Importer:
         self._ensure_blobs(blobs, host, ctx)
         # The server prunes unreferenced blobs at start: one may be gone if it restarted since.
         self._ensure_blobs(blobs, host, ctx, again=True)
-        verify_unchanged(self._drop_dir, recipe, identities)
+        verify_unchanged(
+            self._drop_dir, recipe, {p: self.current_key(k) for p, k in identities.items()}
+        )
         before = _stamp(host, recipe.model)
         self._state.set_host_state(key, host.url, HostState.CREATING, model_before=before)
         started = time.monotonic()
@@ -215,6 +225,7 @@ class Importer:
             self._check_stop()
             log.info("model.create.status", **ctx, **_status_fields(status))
         host.client.show(recipe.model)
+        self._follow_links(recipe, digests, identities, host)
         if (refused := check_load(host.client, recipe.model, self.verify, ctx)) is not None:
             self._state.set_host_state(key, host.url, HostState.FAILED, error=refused)
             return Outcome(Result.FAILED, refused)
@@ -269,15 +280,109 @@ class Importer:
         *,
         again: bool = False,
     ) -> None:
-        for digest, (path, identity) in blobs.items():
+        for digest, (path, hashed) in blobs.items():
             self._check_stop()
             with self._blob_locks.hold((host.url, digest), self._stop):
                 if host.client.blob_exists(digest):
                     if not again:
                         log.info("blob.exists", **ctx, digest=digest, file=str(path))
                     continue
+                identity = self.current_key(hashed)
                 with self._slots:
-                    self._upload(digest, path, identity, host, ctx)
+                    if not self._placed(digest, path, identity, host, ctx):
+                        self._upload(digest, path, identity, host, ctx)
+
+    def _placed(
+        self,
+        digest: str,
+        path: Path,
+        identity: FileKey,
+        host: Host,
+        ctx: Mapping[str, object],
+    ) -> bool:
+        """True when no upload is needed now: the blob was placed in the host's store on this
+        machine (issue 17), or is there already, or an early upload leaves the hard link to
+        the import itself. False: upload it."""
+        if host.placer is None:
+            return False
+        early = bool(ctx.get("early"))
+        result = host.placer.place(
+            self._drop_dir, path, identity, digest, early=early, cancel=self._stop
+        )
+        if result is Skip.HTTP:
+            return False
+        if result is Skip.EXISTS:
+            log.info("blob.exists", **ctx, digest=digest, file=str(path), in_store=True)
+            return True
+        if result is Skip.LATER:
+            return True
+        if result.identity != identity:
+            self._rekey(identity, result.identity)
+        seconds = max(result.seconds, 1e-9)
+        log.info(
+            "blob.placed",
+            **ctx,
+            digest=digest,
+            file=str(path),
+            method=result.method,
+            bytes=result.bytes,
+            seconds=round(seconds, 3),
+            rate_mb_s=round(result.bytes / 1e6 / seconds, 1),
+        )
+        return True
+
+    def current_key(self, key: FileKey) -> FileKey:
+        """The identity a file hashed as ``key`` has now: ``key`` itself unless dropzone's own
+        hard link into a server's store changed its ctime."""
+        with self._rekey_lock:
+            return self._rekeyed.get(key, key)
+
+    def _rekey(self, old: FileKey, new: FileKey) -> None:
+        with self._rekey_lock:
+            for hashed, now in list(self._rekeyed.items()):
+                if now == old:
+                    self._rekeyed[hashed] = new
+            self._rekeyed[old] = new
+            while len(self._rekeyed) > REKEYED_MAX:  # bounded: the oldest are long cleaned
+                del self._rekeyed[next(iter(self._rekeyed))]
+
+    def _follow_links(
+        self,
+        recipe: Recipe,
+        digests: Mapping[Path, str],
+        identities: Mapping[Path, FileKey],
+        host: Host,
+    ) -> None:
+        """The server's create touched the mtime of each blob it used; a blob hard-linked
+        from a drop file is that file, so cleanup must know it by its identity now."""
+        if host.placer is None:
+            return
+        for path in recipe.blob_paths():
+            hashed, digest = identities.get(path), digests.get(path)
+            if hashed is None or digest is None or self.current_key(hashed) == hashed:
+                continue  # not linked by us
+            now = still_linked(host.placer, digest, path, hashed)
+            if now is not None:
+                self._rekey(self.current_key(hashed), now)
+
+    def _withdraw_links(
+        self,
+        recipe: Recipe,
+        digests: Mapping[Path, str],
+        identities: Mapping[Path, FileKey],
+        host: Host,
+        ctx: Mapping[str, object],
+    ) -> None:
+        """A file changed after it was hard-linked into the host's store: that blob no
+        longer holds the bytes its name says, so it is removed before anything uses it."""
+        if host.placer is None:
+            return
+        for path in recipe.blob_paths():
+            digest, hashed = digests.get(path), identities.get(path)
+            if digest is None or hashed is None:
+                continue
+            if withdraw_if_changed(host.placer, digest, hashed):
+                log.warning("blob.withdrawn", **ctx, digest=digest, file=str(path))
 
     def _upload(
         self,

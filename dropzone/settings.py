@@ -120,13 +120,40 @@ def _split_host_port(hostport: str) -> tuple[str, str] | None:
 
 
 class OllamaHost(BaseModel):
-    """One Ollama server: its URL, extra headers (a proxy's bearer token), TLS verification."""
+    """One Ollama server: its URL, extra headers (a proxy's bearer token), TLS verification,
+    and, when it runs on this machine, its models folder as dropzone sees it (issue 17)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     url: str
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     verify: bool | str = True  # False, or a CA bundle file / directory
+    models_dir: Path | None = None  # the server's OLLAMA_MODELS, as seen from here
+    local_import: Literal["auto", "reflink", "link", "copy", "off"] | None = None
+
+    @property
+    def local_import_mode(self) -> str:
+        """How blobs the server lacks are placed: ``auto`` by default when ``models_dir``
+        is set, ``off`` (the HTTP upload) without one."""
+        if self.local_import is not None:
+            return self.local_import
+        return "auto" if self.models_dir is not None else "off"
+
+    @field_validator("models_dir", mode="before")
+    @classmethod
+    def _absolute_models_dir(cls, value: Any) -> Any:
+        if isinstance(value, str | Path):
+            path = Path(value).expanduser()
+            if not path.is_absolute():
+                raise ValueError("models_dir must be an absolute path")
+            return path
+        return value
+
+    @model_validator(mode="after")
+    def _mode_needs_folder(self) -> OllamaHost:
+        if self.local_import not in (None, "off") and self.models_dir is None:
+            raise ValueError(f'local_import = "{self.local_import}" needs models_dir')
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -220,7 +247,8 @@ class Settings(BaseSettings):
     ollama_hosts: tuple[OllamaHost, ...] = _field(
         (OllamaHost(url=f"http://127.0.0.1:{OLLAMA_DEFAULT_PORT}"),),
         "Ollama servers, each gets every model; a host is a URL or a table"
-        " {url, headers = {…}, verify = true | false | CA path}"
+        " {url, headers = {…}, verify = true | false | CA path, models_dir = the server's"
+        " models folder when it runs here, local_import = auto | reflink | link | copy | off}"
         " (env: JSON list or comma-separated URLs)",
         type_text="list of hosts",
         default_text='[$OLLAMA_HOST] or ["http://127.0.0.1:11434"]',
@@ -624,6 +652,8 @@ def _unknown(shown: str, value: Any, where: str, *, env: bool = False) -> str:
 _HOST_FIXES = {
     "headers": 'a table of header names to one-line values, e.g. {Authorization = "Bearer …"}',
     "verify": "true, false, or the path of an existing CA bundle file or directory",
+    "models_dir": "the server's models folder (its OLLAMA_MODELS) as an absolute path",
+    "local_import": 'one of "auto", "reflink", "link", "copy", "off" (and set models_dir)',
 }
 
 
@@ -655,7 +685,8 @@ def _mask(value: Any) -> Any:
     ``url`` and ``verify`` are shown (a misspelt ``header`` is hidden as well as
     ``headers``), and a URL's user and password are cut out."""
     if isinstance(value, dict):
-        return {k: _mask(v) if k in ("url", "verify") else "<hidden>" for k, v in value.items()}
+        shown = ("url", "verify", "models_dir", "local_import")
+        return {k: _mask(v) if k in shown else "<hidden>" for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_mask(v) for v in value]
     if isinstance(value, str):

@@ -39,6 +39,7 @@ from dropzone.errors import (
 )
 from dropzone.filters import IgnoreRules
 from dropzone.ollama import OllamaClient, Timeouts, make_http_client
+from dropzone.placement_report import local_import_report
 from dropzone.readonly_store import access_problem, connect_readonly, current_user
 from dropzone.scan_gguf import SHARD_RE
 from dropzone.settings import OllamaHost, Settings
@@ -79,6 +80,8 @@ def diagnose(settings: Settings) -> Iterator[Finding]:
     shards = sorted(f.rel_path for f in files if SHARD_RE.match(f.rel_path.rsplit("/", 1)[-1]))
     for host in settings.ollama_hosts:
         yield check_host(host, shards)
+        if host.models_dir is not None:
+            yield check_local_import(host, settings)
     yield from drop_findings
     if survey is not None:
         yield from check_events(settings, access.writable)
@@ -113,6 +116,16 @@ def check_host(host: OllamaHost, shards: Sequence[str]) -> Finding:
             name, Status.PROBLEM, f"failed GET /api/version: {e.message}", "check the server's log"
         )
     return version_finding(name, version, shards)
+
+
+def check_local_import(host: OllamaHost, settings: Settings) -> Finding:
+    """Placing blobs in the host's store on this machine (issue 17): which method, and why."""
+    assert host.models_dir is not None
+    fine, detail, fix = local_import_report(
+        host.url, host.models_dir, host.local_import_mode, settings.on_success, settings.drop_dir
+    )
+    status = Status.OK if fine else Status.WARNING
+    return Finding(f"local import {host.url}", status, detail, fix)
 
 
 def _unreachable_fix(error: OllamaError) -> str:

@@ -1,0 +1,205 @@
+"""Same host, no upload (issue 17): close -> model with the blob placed in the server's store
+(reflink, hard link, in-kernel copy) vs the HTTP upload and vs the sequential pattern.
+
+Each case is ``end_to_end.py``'s: a GGUF and a TOML sidecar copied at ``--rate`` MB/s into the
+drop folder of the real ``python -m dropzone run`` process, a fresh emulator process, store,
+drop and state folder per run, timed from the writer's close to ``model.created``. The host is
+given as ``{url, models_dir = <the emulator's store>, local_import = <method>}``, as an operator
+on the server's machine would set it:
+
+* ``http``: no ``models_dir`` (the upload, today's behaviour);
+* ``copy``: ``local_import = "copy"`` (``copy_file_range``, then the copy hashed back);
+* ``link``: ``local_import = "link"`` with ``on_success = "delete"``;
+* ``reflink``: ``local_import = "reflink"``, run on a loop-mounted XFS image (root and
+  ``mkfs.xfs`` needed; left out, with the reason, where it cannot be mounted);
+* ``sequential``: ``end_to_end.py``'s baseline (hash, ``push_blob``, ``create`` after the close).
+
+Also printed: the peak disk used on the case's file system during the case, above what it
+used at its start (the source file excluded): a reflink or a link adds no second copy.
+
+    .venv/bin/python bench/local_import.py [--size 256M] [--rate 200] [--runs 1] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from common import (
+    MiB,
+    check_space,
+    fmt_size,
+    parse_size,
+    print_header,
+    print_ratio,
+    quiet_logs,
+    warm,
+    workdir,
+)
+from end_to_end import SIDECAR, Case, DaemonRun, at, sequential_case, span
+from hash_follow import Copy, make_gguf_like
+
+from dropzone.hashing import sha256_file
+from dropzone.testing.cowfs import CowUnavailableError, loop_mounted_cow
+
+BAR_PLACED = 0.5  # reflink, link: close -> model <= 0.5x sequential
+BAR_COPY = 0.75
+Result = tuple[float, dict[str, float]]
+
+
+class DiskPeak:
+    """Samples the used bytes of a file system every 20 ms; ``peak`` above the start."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.peak = folder, 0
+        self.start = self._used()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _used(self) -> int:
+        st = os.statvfs(self.folder)
+        return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self._used() - self.start)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return max(self.peak, self._used() - self.start)
+
+
+def daemon_case(method: str) -> Callable[..., Result]:
+    def run(case: Case, src: Path, want: str, rate: float, settle: float) -> Result:
+        host: dict[str, str] = {"url": case.emulator.url}
+        settings = {"settle_seconds": str(settle), "rescan_interval": "0"}
+        if method != "http":
+            host |= {"models_dir": str(case.root / "ollama"), "local_import": method}
+        if method == "link":
+            settings["on_success"] = "delete"
+        settings["ollama_hosts"] = json.dumps([host])
+        daemon = DaemonRun(
+            case.root, drop=case.drop, state=case.state, hosts=[case.emulator.url],
+            settings=settings,
+        )  # fmt: skip
+        try:
+            daemon.wait_event("scan.done", timeout=60)
+            (case.drop / "model.toml").write_text(SIDECAR.format(model=case.model))
+            closed, _, _ = Copy(src, case.drop / "model.gguf", rate).closed()
+            created = daemon.wait_count("model.created", 1, timeout=600)
+            events = list(daemon.events)
+            done = next(e for _, e in events if e.get("event") == "hash.done")
+            if done["digest"] != want:
+                raise SystemExit(f"dropzone hashed {done}, want {want}")
+            moved = "blob.uploaded" if method == "http" else "blob.placed"
+            got = [e for _, e in events if e.get("event") == moved]
+            if not got or (method != "http" and got[0]["method"] != method):
+                raise SystemExit(f"{method}: no {moved} with that method\n{daemon.tail()}")
+            hashed, blob = at(events, "hash.done"), at(events, moved)
+            ready = at(events, "artifact.ready")
+            phases = {
+                "hash finish (close -> hash.done)": hashed - closed,
+                f"blob (hash.done -> {moved})": blob - hashed,
+                "create (later of ready, blob -> model.created)": created - max(ready, blob),
+            }
+            return created - closed, phases
+        finally:
+            code = daemon.stop()
+            if code != 0:
+                raise SystemExit(f"dropzone exited {code}\n{daemon.tail()}")
+
+    return run
+
+
+@contextlib.contextmanager
+def cow_work(parent: Path, size: int) -> Iterator[Path | None]:
+    try:
+        with workdir(parent, "bench-cow-") as outer, loop_mounted_cow(outer, 5 * size) as mnt:
+            yield mnt
+    except CowUnavailableError as exc:
+        print(f"reflink case left out: {exc}")
+        yield None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--size", type=parse_size, default=parse_size("256M"))
+    parser.add_argument("--rate", type=float, default=200.0, help="copy rate, MB/s (0 = full)")
+    parser.add_argument("--runs", type=int, default=1, help="runs of each case")
+    parser.add_argument("--settle", type=float, default=1.0, help="settle_seconds of the daemon")
+    parser.add_argument("--quick", action="store_true", help="96 MiB, 1 run each")
+    parser.add_argument("--no-reflink", action="store_true", help="skip the loop-mounted XFS")
+    parser.add_argument("--dir", type=Path, default=None, help="scratch folder (default: tmp)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.size, args.runs = 96 * MiB, 1
+    print_header(argv)
+    quiet_logs()
+    names = ["sequential", "http", "copy", "link", "reflink"]
+    totals: dict[str, list[float]] = {n: [] for n in names}
+    disk: dict[str, list[int]] = {n: [] for n in names}
+    phases: dict[str, dict[str, list[float]]] = {n: {} for n in names}
+    cases: dict[str, Callable[..., Result]] = {"sequential": sequential_case}
+    cases |= {n: daemon_case(n) for n in names[1:]}
+    parent = args.dir or Path(os.environ.get("TMPDIR", "/tmp"))
+    reflink = contextlib.nullcontext(None) if args.no_reflink else cow_work(parent, args.size)
+    with workdir(args.dir, "bench-local-") as work, reflink as cow:
+        check_space(work, 4 * args.size)
+        src = work / "source.gguf"
+        size = make_gguf_like(src, args.size)
+        warm(src)
+        want = sha256_file(src)
+        rate = args.rate * 1e6
+        label = f"{args.rate:g} MB/s" if rate else "full speed"
+        where = "a loop-mounted XFS" if cow else "-"
+        print(f"\n== {fmt_size(args.size)} GGUF ({size:,} B) + TOML sidecar, copied at {label},"
+              f" settle_seconds={args.settle:g}; reflink case on {where}")  # fmt: skip
+        order = [n for n in names if n != "reflink" or cow is not None]
+        run = 0
+        for i in range(args.runs):
+            for name in order if i % 2 == 0 else list(reversed(order)):
+                base = cow if name == "reflink" and cow is not None else work
+                case = Case(base, run, validate_gguf=True)
+                run += 1
+                peak = DiskPeak(base)
+                try:
+                    total, parts = cases[name](case, src, want, rate, args.settle)
+                finally:
+                    used = peak.stop()
+                    case.close()
+                totals[name].append(total)
+                disk[name].append(used)
+                for part, seconds in parts.items():
+                    phases[name].setdefault(part, []).append(seconds)
+                print(f"  run {i + 1}  {name:10s} close -> model {total:7.3f} s"
+                      f"   peak disk +{used / MiB:,.0f} MiB", flush=True)  # fmt: skip
+    print("\nclose -> model created, seconds: median (min-max); peak disk above the start")
+    for name in order:
+        print(f"  {name:12s} {span(totals[name])}   +{max(disk[name]) / MiB:,.0f} MiB")
+        for part, times in phases[name].items():
+            print(f"    {part:48s} {span(times)}")
+    seq = statistics.median(totals["sequential"])
+    for name in order[1:]:
+        bar = BAR_COPY if name == "copy" else BAR_PLACED if name != "http" else None
+        value = statistics.median(totals[name]) / seq
+        if bar is None:
+            print_ratio(f"{name} / sequential, close -> model", value)
+        else:
+            print_ratio(f"{name} / sequential, close -> model", value, bar, at_most=True)
+    http = statistics.median(totals["http"])
+    for name in order[2:]:
+        print_ratio(f"{name} / http, close -> model", statistics.median(totals[name]) / http)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
