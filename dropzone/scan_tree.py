@@ -75,7 +75,10 @@ class Tree:
         self._open = open_file
         # Without a cache from the caller, still read each header once per scan.
         self._cache = cache if cache is not None else HeaderCache()
-        all_entries = list(entries)
+        listed = list(entries)
+        # Never opened, never part of an artifact: only reported (``scanner._specials``).
+        self.specials = tuple(e for e in listed if e.special)
+        all_entries = [e for e in listed if not e.special]
         paths = {e.path for e in all_entries}
         self.ignored = tuple(sorted(e.path for e in all_entries if rules.is_ignored(e.path, paths)))
         hidden = set(self.ignored)
