@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -69,6 +70,7 @@ from dropzone.state import (
     artifact_fingerprint,
     request_fingerprint,
 )
+from dropzone.store_health import PROBE_KEY, StoreHealth
 from dropzone.units import list_units, split_units, units_of
 from dropzone.watcher import Change, ChangeKind, ChangeQueue, Watcher
 from dropzone.workers import Workers
@@ -79,6 +81,9 @@ log = structlog.get_logger("dropzone.daemon")
 # never more often than a few times its own cost (a rescan of a huge folder is not free).
 MIN_RECONCILE_SECONDS = 0.2
 RECONCILE_DUTY_FACTOR = 4.0
+# ... but never longer than this: after a slow first scan (100,000 files opened, 30 s) a file
+# dropped next waited 4 x 30 s for its look (issue 13); later looks hit the header cache.
+RECONCILE_GAP_MAX_SECONDS = 2.0
 # The longest the main loop blocks at once. The kernel may deliver SIGTERM to any thread, and
 # then nothing interrupts the main thread's wait: Python runs the handler (which only flips
 # a flag) when that wait ends. So the wait must end often for a stop to take effect quickly.
@@ -91,6 +96,11 @@ SIGNAL_CHECK_SECONDS = 0.25
 STOP_GRACE_SECONDS = 2.0
 # How often a drop folder that is not the recorded one (an unmounted share) is looked at again.
 GUARD_RECHECK_SECONDS = 5.0
+# How often the watched folder's identity is checked (one stat): a folder deleted and
+# re-created is watched again within this, not at the next rescan (issue 13).
+FOLDER_CHECK_SECONDS = 1.0
+# The longest a stop waits for the watcher's threads and for the followers' (each).
+STOP_WATCHER_SECONDS = 1.0
 # ``dropzone scan``: rounds of work at most, and the longest it waits for retry times in all.
 SCAN_ROUNDS = 6
 SCAN_RETRY_BUDGET_SECONDS = 30.0
@@ -98,6 +108,9 @@ SCAN_RETRY_BUDGET_SECONDS = 30.0
 BACKOFF_FIRST_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 600.0
 HEADER_CACHE_ENTRIES = 200_000
+# The header cache's bound in estimated bytes (``scan_tree.estimated_cost``), whatever the
+# files: a GGUF with 131,072 long tensor names once held 155 MiB, each hard link as much again.
+HEADER_CACHE_BYTES = 64 << 20
 # Weights this large are uploaded as soon as their writer closed them (see ``_upload_early``);
 # a smaller artifact uploads in less time than the settle wait it could hide.
 EARLY_UPLOAD_MIN_BYTES = 64 << 20
@@ -118,6 +131,7 @@ class Daemon:
         self.once = once
         self.state = StateStore.open(Path(settings.state_dir))
         self.guard = DropGuard(self.drop_dir, self.state)
+        self.health = StoreHealth(str(settings.state_dir))
         self._check_drop_dir()
         self._verdict: Verdict | None = None  # the last one logged
         self.stop_event = threading.Event()
@@ -126,7 +140,7 @@ class Daemon:
         self.rules = IgnoreRules(tuple(settings.ignore_patterns))
         # Big enough for every file of a large drop folder: a rescan visits files in the same
         # order each time, so a smaller LRU evicts each header just before it is needed again.
-        self.headers = HeaderCache(capacity=HEADER_CACHE_ENTRIES)
+        self.headers = HeaderCache(capacity=HEADER_CACHE_ENTRIES, max_bytes=HEADER_CACHE_BYTES)
         self._http = [make_http_client(verify=h.verify) for h in settings.ollama_hosts]
         timeouts = Timeouts(create_total=settings.create_timeout_seconds)
         self.hosts = [
@@ -216,7 +230,7 @@ class Daemon:
         )
         self.fleet.start()
         self._greet_hosts()
-        self.reconcile(full=True)
+        self._reconcile(full=True)
         self.notifier.send(READY="1", STATUS=self._status_line())
         try:
             self._loop()
@@ -305,21 +319,34 @@ class Daemon:
         # The time of the last reconcile: the initial one, just done. (Zero here once made
         # ``last + 3600`` lie in the past on any machine up for an hour: the loop spun.)
         last = now
+        next_folder_check = now + FOLDER_CHECK_SECONDS
         units: set[str] = set()
         while not self._stopping():
             now = time.monotonic()
+            if now >= next_folder_check:
+                next_folder_check = now + FOLDER_CHECK_SECONDS
+                if self._folder_moved():
+                    next_rescan = now  # the guard judges the folder; the watch restarts
             if self._verdict is not None and not self._verdict.ok:
                 next_rescan = min(next_rescan, now + GUARD_RECHECK_SECONDS)
             for host in self._probes.due(now):
                 self.host_jobs.submit(self._probe, host)
             wake = min(
-                next_rescan, next_ping, self._next_wakeup(), self._probes.next_due(), last + 3600
+                next_rescan,
+                next_ping,
+                next_folder_check,
+                self._next_wakeup(),
+                self._probes.next_due(),
+                self.health.next_try(),
+                last + 3600,
             )
             changes = self.queue.drain(timeout=min(max(0.0, wake - now), SIGNAL_CHECK_SECONDS))
             if self._stopping():
                 break
             now = time.monotonic()
             rescan_due = now >= next_rescan or any(c.kind is ChangeKind.RESCAN for c in changes)
+            if self.health.recovered(self.state):
+                rescan_due = True  # writable again: judge everything from the store
             if any(c.kind is ChangeKind.RESCAN for c in changes):  # SIGHUP (dropzone retry)
                 self._settled_at.clear()  # or lost events: judge everything from the store
             for change in changes:
@@ -330,8 +357,9 @@ class Daemon:
                 units |= units_of(self.drop_dir, change.path)
             units |= self._due_units(now)
             gap = max(MIN_RECONCILE_SECONDS, RECONCILE_DUTY_FACTOR * self._last_cost)
+            gap = min(gap, RECONCILE_GAP_MAX_SECONDS)
             if rescan_due or (units and now - last >= gap):
-                self.reconcile(full=rescan_due, units=units)
+                self._reconcile(full=rescan_due, units=units)
                 units = set()
                 last = time.monotonic()
                 if rescan_due:
@@ -341,6 +369,30 @@ class Daemon:
             if now >= next_ping:
                 self.notifier.send(WATCHDOG="1", STATUS=self._status_line())
                 next_ping = now + (ping or 0)
+
+    def _reconcile(self, *, full: bool = False, units: Iterable[str] = ()) -> None:
+        """``reconcile``, unless the state store cannot be written: then nothing (no work, no
+        removal) until a probe write succeeds (``store_health``)."""
+        if not self.health.ok:
+            return
+        try:
+            self.reconcile(full=full, units=units)
+        except sqlite3.Error as exc:
+            self.health.failed(exc)
+
+    def _folder_moved(self) -> bool:
+        """Stop watching a drop folder that was deleted or replaced; the next full reconcile
+        asks the guard and, once the folder is trusted again, watches the new one."""
+        if self.watcher is None or not self.watcher.moved():
+            return False
+        log.warning(
+            "watcher.lost",
+            path=str(self.drop_dir),
+            error="the drop folder was deleted or replaced while watched",
+        )
+        self.watcher.stop(STOP_WATCHER_SECONDS)
+        self.watcher = None
+        return True
 
     def _stopping(self) -> bool:
         if self._stop_requested:
@@ -352,8 +404,10 @@ class Daemon:
             log.info("daemon.stopping", path=str(self.drop_dir))
             self.notifier.send(STOPPING="1", STATUS="stopping")
         self.stop_event.set()
+        # Each bounded: watcher and followers a second each, then the workers' grace, so a stop
+        # takes STOP_GRACE_SECONDS + 2 s at most whatever the file system does (issue 13).
         if self.watcher is not None:
-            self.watcher.stop()
+            self.watcher.stop(STOP_WATCHER_SECONDS)
         self.followers.cancel_all()
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         # Artifact jobs wait for their host jobs: those must be told to end first.
@@ -422,6 +476,7 @@ class Daemon:
         candidates: list[ScannedArtifact] = []
         ready: dict[Path, ScannedArtifact] = {}
         count = 0
+        self.report.begin_scan()
         # One commit for the notes of a whole look (a folder of 100,000 files: not 100,000).
         with self.state.batch():
             for unit in sorted(affected & set(self._units)):
@@ -434,6 +489,7 @@ class Daemon:
                         sa, stats=stats, now=now, unit=unit, candidates=candidates, ready=ready
                     )
             self._start_ready(candidates, ready)
+        self.report.end_scan()
         live = {rel for stats in self._stats.values() for rel in stats}
         self.quiet.forget_except(live)
         if full or vanished:
@@ -689,6 +745,8 @@ class Daemon:
             pass
         except FileChangedError as exc:
             log.info("artifact.pending", path=str(sa.artifact.path), reason=str(exc))
+        except sqlite3.Error as exc:  # a full state disk: read-only until it can record again
+            self.health.failed(exc)
         except Exception as exc:  # one artifact's failure never stops the daemon
             log.exception("artifact.error", path=str(sa.artifact.path), error=str(exc))
             self.summary.mark(rel, "failed")
@@ -865,7 +923,13 @@ class Daemon:
 
     def _removed_job(self, row: ArtifactRow) -> None:
         try:
-            apply_on_removed(self.settings.on_removed, row, self.hosts, self.state)
+            # Deleting a model the store cannot then forget is not done: it waits for a
+            # writable store (a full disk, issue 13), and the next full look does it.
+            if self.health.ok:
+                self.state.set_meta({PROBE_KEY: str(time.time())})
+                apply_on_removed(self.settings.on_removed, row, self.hosts, self.state)
+        except sqlite3.Error as exc:
+            self.health.failed(exc)
         finally:
             with self._lock:
                 self._in_flight.pop(row.path, None)

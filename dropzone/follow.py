@@ -12,6 +12,7 @@ comes free quickly; the preempted file is followed again later, or hashed once c
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,10 @@ log = structlog.get_logger("dropzone.follow")
 
 POLL_SECONDS = 0.02
 PREEMPT_AFTER_SECONDS = 0.05  # a slot held by a hash of a complete file frees in this order
+# How long ``cancel`` waits for a follower's thread. It stops between chunks (1 MiB), so this is
+# only reached when a read itself hangs (a dead NFS server): the thread is then left behind, a
+# daemon thread that closes its file and frees its slot if the read ever returns (issue 13).
+CANCEL_WAIT_SECONDS = 1.0
 
 
 class Follower:
@@ -38,10 +43,19 @@ class Follower:
         self.path = path
         self._slots = slots
         self._halt = threading.Event()
+        self._cancelled = False
         self._stopping = stop
-        self._hasher = FollowingHasher(path, stop=stop.is_set, root=root)
         self._thread = threading.Thread(target=self._loop, name=f"follow:{path.name}", daemon=True)
+        self._hasher = FollowingHasher(path, stop=self._interrupted, root=root)
         self._thread.start()
+
+    def _interrupted(self) -> bool:
+        """Checked between chunks: the daemon stops, or (on this follower's own thread only)
+        following ends. ``finish`` catches up on the caller's thread, which ``halt`` must not
+        interrupt."""
+        if self._stopping.is_set():
+            return True
+        return self._halt.is_set() and threading.current_thread() is self._thread
 
     def _loop(self) -> None:
         try:
@@ -51,19 +65,38 @@ class Follower:
         except DropzoneError as exc:
             log.debug("hash.follow.stopped", path=str(self.path), error=str(exc))
         finally:
+            if self._cancelled:
+                self._hasher.close()  # here, never under a read still in progress
             self._slots.release()
 
     def finish(self, expected_size: int | None) -> HashResult:
         """Stop following, catch up with the last bytes, verify, and return the digest."""
         self._halt.set()
-        self._thread.join()
+        while self._thread.is_alive():  # ends between two chunks; a stop does not wait for it
+            self._thread.join(POLL_SECONDS * 5)
+            if self._stopping.is_set() and self._thread.is_alive():
+                raise StoppedError(f"following {self.path} stopped")
         # The hasher checks identity, growth and the leading region; it re-hashes on doubt.
         return self._hasher.finish(expected_size)
 
-    def cancel(self) -> None:
+    def cancel(self, deadline: float | None = None) -> None:
+        """Stop following; waits until ``deadline`` (monotonic; default: CANCEL_WAIT_SECONDS
+        from now) at most. The thread closes the file itself."""
+        self.halt()
+        wait = CANCEL_WAIT_SECONDS if deadline is None else deadline - time.monotonic()
+        self._thread.join(max(0.0, wait))
+        if not self._thread.is_alive():
+            self._hasher.close()  # it may have ended on a stop, before the cancel
+        else:
+            log.warning(
+                "hash.follow.stuck",
+                path=str(self.path),
+                error="a read did not return in time; its thread is left to end by itself",
+            )
+
+    def halt(self) -> None:
+        self._cancelled = True
         self._halt.set()
-        self._thread.join()
-        self._hasher.close()
 
 
 class Followers:
@@ -122,12 +155,16 @@ class Followers:
             return self._by_path.pop(path, None)
 
     def drop_except(self, keep: Callable[[Path], bool]) -> None:
-        """Cancel followers of files that are gone or no longer wanted."""
+        """Cancel followers of files that are gone or no longer wanted: all are told at once,
+        then waited for together, CANCEL_WAIT_SECONDS at most in all."""
         with self._lock:
             gone = [p for p in self._by_path if not keep(p)]
             followers = [self._by_path.pop(p) for p in gone]
         for follower in followers:
-            follower.cancel()
+            follower.halt()
+        deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+        for follower in followers:
+            follower.cancel(deadline)
 
     def cancel_all(self) -> None:
         self.drop_except(lambda _p: False)

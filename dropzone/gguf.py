@@ -220,7 +220,8 @@ def _byte_order(magic: bytes) -> str:
     if magic == b"\0\0\0\0":
         # Preallocating writers (download managers, llama-quantize) fill in the header last.
         raise TruncatedHeaderError(0, "the GGUF magic", "zero bytes (header not written yet)")
-    raise NotGGUFError(0, "the GGUF magic b'GGUF'", repr(magic))
+    # Never the bytes themselves: the file may be anything (a hard link to a secret, issue 13).
+    raise NotGGUFError(0, "the GGUF magic b'GGUF'", "other bytes (not a GGUF file)")
 
 
 def _count(cur: Cursor, what: str, cap: int) -> int:

@@ -17,6 +17,11 @@ from dropzone.scanner import ScannedArtifact
 
 log = structlog.get_logger("dropzone.daemon")
 
+# Per scan, at most this many ``artifact.detected`` and ``artifact.pending`` lines each; the
+# rest is counted into one ``scan.pending`` line (100,000 empty ``*.gguf`` wrote 43 MB of
+# pending lines, issue 13). ``dropzone status`` lists every artifact.
+PENDING_DETAIL_LIMIT = 50
+
 
 @dataclass
 class PassSummary:
@@ -51,11 +56,40 @@ class Reporter:
         self._reported: dict[str, str] = {}  # rel → signature of the last event
         self._known: set[str] = set()
         self._kinds: dict[str, str] = {}  # rel → artifact kind, for its note
+        self._shown = {"detected": 0, "pending": 0}  # detail lines in this scan
+        self._not_shown = {"detected": 0, "pending": 0}
+
+    def begin_scan(self) -> None:
+        self._shown = {"detected": 0, "pending": 0}
+        self._not_shown = {"detected": 0, "pending": 0}
+
+    def end_scan(self) -> None:
+        """One ``scan.pending`` line when this scan had more news than it showed line by line."""
+        if any(self._not_shown.values()):
+            log.info(
+                "scan.pending",
+                path=str(self.drop_dir),
+                count=len(self.summary.pending),
+                not_shown=self._not_shown["pending"],
+                detected_not_shown=self._not_shown["detected"],
+                fix="dropzone status lists every artifact with its state and reason",
+            )
+        self.begin_scan()
+
+    def _detail(self, kind: str) -> bool:
+        """True while this scan may still log ``kind`` line by line."""
+        if self._shown[kind] < PENDING_DETAIL_LIMIT:
+            self._shown[kind] += 1
+            return True
+        self._not_shown[kind] += 1
+        return False
 
     def detected(self, sa: ScannedArtifact) -> None:
         self._kinds[sa.rel_path] = str(sa.artifact.kind)
         if sa.rel_path not in self._known:
             self._known.add(sa.rel_path)
+            if not self._detail("detected"):
+                return
             log.info(
                 "artifact.detected",
                 path=str(sa.artifact.path),
@@ -71,6 +105,8 @@ class Reporter:
         if reason == "incomplete" and sa.expected_bytes is not None:
             detail = f"incomplete: {sa.have_bytes} of {sa.expected_bytes} bytes"
         self._note(sa.rel_path, f"pending: {detail}")
+        if not self._detail("pending"):
+            return
         log.info(
             "artifact.pending",
             path=str(sa.artifact.path),

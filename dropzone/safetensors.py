@@ -68,7 +68,8 @@ def read_header(f: BinaryIO) -> SafetensorsHeader:
     if n == 0:
         raise TruncatedHeaderError(0, "a header length", "zero bytes (header not written yet)")
     if n > MAX_HEADER_LENGTH:
-        raise CorruptHeaderError(0, f"a header length of at most {MAX_HEADER_LENGTH}", str(n))
+        # Not the number: it is the file's first 8 bytes, readable as text (issue 13).
+        raise CorruptHeaderError(0, f"a header length of at most {MAX_HEADER_LENGTH}", "more")
     if 8 + n > size:
         raise TruncatedHeaderError(8, f"a {n}-byte JSON header", f"end of file after {size - 8}")
     data = f.read(n)
@@ -77,14 +78,14 @@ def read_header(f: BinaryIO) -> SafetensorsHeader:
     if data[:1] == b"\0":
         raise TruncatedHeaderError(8, "a JSON header", "zero bytes (header not written yet)")
     if data[:1] != b"{":
-        raise CorruptHeaderError(8, "a JSON header starting with '{'", repr(data[:8]))
+        raise CorruptHeaderError(8, "a JSON header starting with '{'", "another byte")
     # The header is all there, so a JSON fault is corruption, not a copy in progress.
     doc = load_json(data, "a JSON header", base=8, may_be_partial=False)
     if not isinstance(doc, dict):
         raise CorruptHeaderError(8, "a JSON object", type(doc).__name__)
     metadata = doc.pop("__metadata__", {})
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise CorruptHeaderError(8, "__metadata__ as an object of strings", repr(metadata)[:80])
+        raise CorruptHeaderError(8, "__metadata__ as an object of strings", "other values")
     tensors = tuple(_entry(name, value) for name, value in doc.items())
     end = _check_layout(tensors)
     return SafetensorsHeader(n, tensors, MappingProxyType(metadata), 8 + n + end)
@@ -92,7 +93,7 @@ def read_header(f: BinaryIO) -> SafetensorsHeader:
 
 def _entry(name: str, value: object) -> TensorEntry:
     def bad(expected: str) -> CorruptHeaderError:
-        return CorruptHeaderError(8, f"tensor {name!r} with {expected}", repr(value)[:80])
+        return CorruptHeaderError(8, f"tensor {name!r} with {expected}", _json_type(value))
 
     if not isinstance(value, dict):
         raise bad("an object")
@@ -150,15 +151,25 @@ def read_index(f: BinaryIO) -> tuple[str, ...]:
     doc = load_json(data, "an index JSON document")
     weight_map = doc.get("weight_map") if isinstance(doc, dict) else None
     if not isinstance(weight_map, dict):
-        raise CorruptHeaderError(0, "an object with a 'weight_map' object", repr(doc)[:80])
+        # Only the JSON type: the document may be a secret linked in under this name.
+        raise CorruptHeaderError(0, "an object with a 'weight_map' object", _json_type(doc))
     shards = set()
     for value in weight_map.values():
         if not isinstance(value, str) or not value.endswith(".safetensors"):
-            raise CorruptHeaderError(0, "weight_map values naming .safetensors files", repr(value))
+            got = "a string naming another file" if isinstance(value, str) else _json_type(value)
+            raise CorruptHeaderError(0, "weight_map values naming .safetensors files", got)
         if not is_valid_relative_path(value):
-            raise CorruptHeaderError(0, "a relative shard path without '..'", repr(value))
+            raise CorruptHeaderError(0, "a relative shard path without '..'", "another path")
         shards.add(value)
     return tuple(sorted(shards))
+
+
+def _json_type(value: object) -> str:
+    """What a JSON value is, without what it says."""
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), "a number")
 
 
 def is_valid_relative_path(path: str) -> bool:

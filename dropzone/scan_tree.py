@@ -35,15 +35,42 @@ REFETCH = "copy the file again (from a download: download it again)"
 LFS_FIX = "fetch the real file (git lfs pull, or huggingface-cli download) and copy that"
 
 
+# Python objects cost more than the bytes they were parsed from: these per-item overheads
+# (measured with tracemalloc on gguf-py and safetensors fixtures, rounded up) turn a header's
+# length in the file into an estimate of what keeping it costs, without walking it.
+ITEM_COST = 256  # a tensor entry (name, shape tuple, ints) or a metadata key and value
+ENTRY_COST = 512  # a cache slot with its key, version and a small value (an error, a tuple)
+JSON_COST_FACTOR = 4  # parsed JSON against its text
+
+
+def estimated_cost(value: object, size: int) -> int:
+    """Bytes a parsed ``value`` read from a file of ``size`` bytes is estimated to keep alive."""
+    length = getattr(value, "header_length", None)
+    if isinstance(length, int):
+        tensors = getattr(value, "tensors", ())
+        metadata = getattr(value, "metadata", {})
+        return ENTRY_COST + length + ITEM_COST * (len(tensors) + len(metadata))
+    if isinstance(value, BaseException):
+        return ENTRY_COST
+    return ENTRY_COST + JSON_COST_FACTOR * min(size, MAX_JSON_BYTES)
+
+
 class HeaderCache:
     """Memo of header reads: one entry per (reader, path), valid while the file's (dev,
     inode, size, mtime_ns) is unchanged, so a growing file replaces its entry instead of
-    piling up versions. Least recently used paths beyond ``capacity`` are dropped. Read
-    errors other than HeaderError are never cached. Not thread-safe: one scanner owns it."""
+    piling up versions. Bounded by ``max_bytes`` of estimated cost (``estimated_cost``; each
+    ``put`` says it) and by ``capacity`` entries: least recently used paths go first, and a
+    value costing more than the whole budget is not kept. Read errors other than HeaderError
+    are never cached. Not thread-safe: one scanner owns it."""
 
-    def __init__(self, capacity: int = 4096) -> None:
-        self._items: OrderedDict[Hashable, tuple[Hashable, object]] = OrderedDict()
+    def __init__(self, capacity: int = 4096, max_bytes: int | None = None) -> None:
+        self._items: OrderedDict[Hashable, tuple[Hashable, object, int]] = OrderedDict()
         self.capacity = capacity
+        self.max_bytes = max_bytes
+        self.bytes = 0  # the estimated cost of what is kept now
+        # Equal read errors are kept once: 100,000 empty ``*.gguf`` held 100,000 copies of
+        # one TruncatedHeaderError (issue 13). Bounded: errors have few distinct messages.
+        self._errors: dict[tuple[type, str], object] = {}
 
     def __len__(self) -> int:
         return len(self._items)
@@ -55,11 +82,23 @@ class HeaderCache:
         self._items.move_to_end(key)
         return item[1]
 
-    def put(self, key: Hashable, version: Hashable, value: object) -> None:
-        self._items[key] = (version, value)
-        self._items.move_to_end(key)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+    def put(self, key: Hashable, version: Hashable, value: object, cost: int = 0) -> None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.bytes -= old[2]
+        if self.max_bytes is not None and cost > self.max_bytes:
+            return  # read again when needed: keeping it would evict everything else
+        if isinstance(value, BaseException):
+            if len(self._errors) > self.capacity:
+                self._errors.clear()
+            value = self._errors.setdefault((type(value), str(value)), value)
+        self._items[key] = (version, value, cost)
+        self.bytes += cost
+        while len(self._items) > self.capacity or (
+            self.max_bytes is not None and self.bytes > self.max_bytes
+        ):
+            _, (_, _, dropped) = self._items.popitem(last=False)
+            self.bytes -= dropped
 
 
 class Tree:
@@ -75,7 +114,10 @@ class Tree:
         self._open = open_file
         # Without a cache from the caller, still read each header once per scan.
         self._cache = cache if cache is not None else HeaderCache()
-        all_entries = list(entries)
+        listed = list(entries)
+        # Never opened, never part of an artifact: only reported (``scanner._specials``).
+        self.specials = tuple(e for e in listed if e.special)
+        all_entries = [e for e in listed if not e.special]
         paths = {e.path for e in all_entries}
         self.ignored = tuple(sorted(e.path for e in all_entries if rules.is_ignored(e.path, paths)))
         hidden = set(self.ignored)
@@ -107,10 +149,13 @@ class Tree:
             with self._open(e.path) as f:
                 result: T | HeaderError = reader(f)
         except HeaderError as err:
-            result = err
+            # Kept bare: a traceback holds the reader's frames, and a chained JSONDecodeError
+            # the whole document (up to MAX_JSON_BYTES), for as long as the entry lives.
+            result = err.with_traceback(None)
+            result.__cause__ = result.__context__ = None
         except OSError as err:  # vanished or unreadable: worth another look, never cached
             return err
-        self._cache.put(key, version, result)
+        self._cache.put(key, version, result, estimated_cost(result, e.size))
         return result
 
     def read_with(self, reader: Callable[[BinaryIO], T], tag: str, e: Entry) -> Outcome[T]:

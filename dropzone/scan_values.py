@@ -20,7 +20,7 @@ from dropzone.model import Artifact, ArtifactFile, ArtifactKind
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A regular file or folder under the drop folder (stat through symlinks)."""
+    """A file or folder under the drop folder (stat through symlinks); see ``special``."""
 
     path: str  # relative to the drop folder, "/"-separated
     size: int
@@ -35,6 +35,9 @@ class Entry:
     outside: bool = False
     # Part of the file's identity: ``utime`` cannot set it back (see ``identity.FileKey``).
     ctime_ns: int = 0
+    # "FIFO", "socket", "device": not a regular file, never opened; listed only so that one
+    # named like an artifact is refused with an event instead of silently left out (issue 13).
+    special: str = ""
 
     @property
     def name(self) -> str:

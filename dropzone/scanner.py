@@ -68,7 +68,8 @@ def list_tree(
 
     Symlinks are listed with what they point to (stat through the link) and are never
     descended; ``target``/``outside`` say whether they stay inside ``root``. Sockets, FIFOs
-    and devices are left out (opening a FIFO would block). Folders for which
+    and devices are listed with ``special`` set and are never opened (a FIFO would block):
+    ``scan`` refuses those named like artifacts or sidecars. Folders for which
     ``prune(rel_path)`` is true are listed but not descended. Files that vanish during the
     walk are skipped; unreadable folders are skipped with a ``scan.unreadable`` event, also
     when the listing fails midway (EIO on NFS or FUSE): nothing of a half-listed folder, whose
@@ -132,10 +133,26 @@ def _entry(de: os.DirEntry[str], rel: str, real_root: str) -> Entry | None:
 
 def _from_stat(rel: str, st: os.stat_result) -> Entry | None:
     is_dir = stat.S_ISDIR(st.st_mode)
-    if not is_dir and not stat.S_ISREG(st.st_mode):
-        return None
-    size = 0 if is_dir else st.st_size
-    return Entry(rel, size, st.st_mtime_ns, st.st_dev, st.st_ino, is_dir, ctime_ns=st.st_ctime_ns)
+    special = "" if is_dir or stat.S_ISREG(st.st_mode) else _special_kind(st.st_mode)
+    size = 0 if is_dir or special else st.st_size
+    return Entry(
+        rel,
+        size,
+        st.st_mtime_ns,
+        st.st_dev,
+        st.st_ino,
+        is_dir,
+        ctime_ns=st.st_ctime_ns,
+        special=special,
+    )
+
+
+def _special_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device"
 
 
 def open_under(root: str | os.PathLike[str]) -> Opener:
@@ -172,6 +189,7 @@ def scan(
     folder_drafts, problems = scan_folders.classify(tree, taken)
     drafts = gguf_drafts + folder_drafts
     problems += _links_out(tree)
+    problems += _specials(tree)
     sidecar_claims = Counter(c for d in drafts for c in d.sidecar_candidates if tree.file(c))
     artifacts = [_finish(tree, d, sidecar_claims) for d in drafts]
     claimed = {p.path for a in artifacts for p in a.progress}
@@ -219,6 +237,24 @@ def _finish(tree: Tree, draft: Draft, claims: Counter[str]) -> ScannedArtifact:
             if tree.file(rel):
                 side[name] = rel
     return draft.finish(tree.root, sidecar, side)
+
+
+# Names a special file must not have: what the scanner would read as weights or a recipe.
+_READ_SUFFIXES = (".gguf", ".safetensors", ".json", ".toml", ".yaml", ".yml", ".modelfile")
+
+
+def _specials(tree: Tree) -> list[Problem]:
+    """FIFOs, sockets and devices named like artifacts or sidecars: one problem each (the
+    daemon's ``artifact.invalid``), never an open."""
+    return [
+        Problem(
+            str(tree.abs(e.path)),
+            f"is a {e.special}, not a regular file: it is never read",
+            "remove it, and copy the real file in under this name",
+        )
+        for e in tree.specials
+        if e.name.lower().endswith(_READ_SUFFIXES) or e.name == "Modelfile"
+    ]
 
 
 def _links_out(tree: Tree) -> list[Problem]:

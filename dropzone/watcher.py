@@ -211,9 +211,22 @@ class Watcher:
         self._overflow = _OverflowSignal(sink)
         self.mode = ""
         self.fallback = False  # True when native events were asked for but did not arrive
+        self._identity: tuple[int, int] | None = None  # (dev, ino) of the folder watched
+
+    def moved(self) -> bool:
+        """True when ``root`` is no longer the folder being watched: deleted, or deleted and
+        re-created (inotify keeps watching the dead inode and reports nothing, issue 13). One
+        ``stat``: cheap enough for every turn of the daemon's loop."""
+        try:
+            st = os.stat(self._root)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != self._identity
 
     def start(self) -> str:
         """Start watching; return the mode used: ``native`` or ``polling``."""
+        st = os.stat(self._root)
+        self._identity = (st.st_dev, st.st_ino)
         if self._poll_interval > 0:
             self._observer = PollingObserver(timeout=self._poll_interval)
             self.mode = "polling"

@@ -12,7 +12,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
+from e2e_env import Dropzone
 from hostile_server import HostileServer
+
+from dropzone.testing.ollama import Emulator
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -25,3 +28,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def hostile() -> Iterator[HostileServer]:
     with HostileServer() as server:
         yield server
+
+
+@pytest.fixture
+def dropzone(tmp_path: Path, emulator: Emulator) -> Iterator[Dropzone]:
+    """The end-to-end suite's launcher: every process is stopped at teardown, and must answer
+    SIGTERM within ``STOP_SECONDS`` with exit 0."""
+    launcher = Dropzone(tmp_path, emulator)
+    try:
+        yield launcher
+    finally:
+        failures = launcher.shutdown()
+        assert not failures, "\n".join(failures)

@@ -79,7 +79,8 @@ def test_list_tree_resolves_symlinks_and_never_descends_them(tmp_path: Path) -> 
     os.symlink(root / "nowhere", root / "dangling.gguf")
     os.mkfifo(root / "fifo.gguf")
     by = {e.path: e for e in list_tree(root)}
-    assert "fifo.gguf" not in by
+    # Listed as special, never opened; the scan refuses it (issue 13, tests/adversarial).
+    assert by["fifo.gguf"].special == "FIFO" and by["fifo.gguf"].size == 0
     assert (by["in.gguf"].target, by["in.gguf"].outside, by["in.gguf"].size) == (
         "real/m.gguf",
         False,
