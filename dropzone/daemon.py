@@ -699,6 +699,8 @@ class Daemon:
                 else Recorded(str(row.state), row.request_fingerprint, row.next_retry_at)
             )
             step = next_step(recorded, fingerprint, now)
+            if host.down and step is Step.GO and not self.once:
+                step = Step.WAIT  # its probe's host.up wakes this artifact (``_probe``)
             steps.add(step)
             if step is Step.WAIT and row is not None and row.next_retry_at is not None:
                 when = time.monotonic() + row.next_retry_at - time.time()
@@ -816,8 +818,17 @@ class Daemon:
                     error=outcome.error,
                     digests=sorted({r.digest for r in results.values()}),  # for hooks (issue 16)
                 )
-            if outcome.unreachable:
+            if outcome.unreachable and not self.once and not host.down:
+                # A scan has no probes: it retries. The daemon holds the host's work until a
+                # probe sees it back: an outage costs one probe every few seconds, not N jobs.
+                host.down = True
                 self._probes.down(host)
+                log.warning(
+                    "host.down",
+                    host=host.url,
+                    error=outcome.error,
+                    fix="its work waits; dropzone probes it every few seconds (host.up)",
+                )
             if outcome.result is Result.RETRY and outcome.retry_at is not None:
                 when = time.monotonic() + outcome.retry_at - time.time()
                 self._wake_at(when, self._unit_of(rel))
@@ -977,13 +988,17 @@ class Daemon:
         the work waiting for it goes now instead of at its scheduled retry."""
         try:
             host.version = host.client.version()
-        except DropzoneError:
+        except DropzoneError as exc:
             self._probes.failed(host)
+            log.debug("host.probe", host=host.url, result="down", error=str(exc))
             return
         self._probes.up(host)
+        host.down = False
         log.info("host.up", host=host.url, version=host.version)
-        for rel in self.state.release_waiting(host.url):
-            self._wake_at(time.monotonic(), self._unit_of(rel), rel)
+        self.state.release_waiting(host.url)
+        # Everything held for this host (waiting rows, and artifacts that arrived during the
+        # outage and never tried) is judged again: a rescan forgets the settled signatures.
+        self.queue.put(Change(ChangeKind.RESCAN))
         self.queue.wake()
 
     def _back_off(self, rel: str) -> None:

@@ -80,6 +80,9 @@ class Host:
     client: OllamaClient
     version: str | None = None
     placer: Placer | None = None  # the server's store is on this machine (issue 17)
+    # It did not answer, and a probe watches for its return (``host.up``): until then its work
+    # waits for that, not for one retry per artifact (an outage costs one probe, not N jobs).
+    down: bool = False
 
 
 class Importer:
@@ -134,6 +137,8 @@ class Importer:
             return Outcome(Result.SKIPPED)
         if step is Step.WAIT and row is not None:
             return Outcome(Result.RETRY, row.last_error, row.next_retry_at)
+        if host.down and step is Step.GO:
+            return Outcome(Result.RETRY, "the host does not answer: waiting for host.up")
         if step is Step.REFUSED and row is not None:
             return Outcome(Result.FAILED, row.last_error)
         attempts = 0 if row is None or row.request_fingerprint != fingerprint else row.attempts

@@ -6,23 +6,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dropzone import probes
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.ollama import Emulator
 from dropzone.testing.waiting import wait_until
 
 
-def test_a_host_in_backoff_runs_the_job_once_per_retry(
-    start: Any, drop: Path, emulator: Emulator
+def test_a_host_that_is_down_costs_probes_not_jobs(
+    start: Any, drop: Path, emulator: Emulator, monkeypatch: Any
 ) -> None:
+    # Was: 97 artifact.ready and 97 state writes in 20 s for 5 connection attempts. Now the
+    # artifact's job runs once; then only the host is probed until it answers.
+    monkeypatch.setattr(probes, "PROBE_FIRST_SECONDS", 0.05)
+    monkeypatch.setattr(probes, "PROBE_MAX_SECONDS", 0.2)
     build_gguf(drop / "Patient.gguf")
     emulator.stop()
     daemon = start()
-    # Two retries: the first attempt, then backoff of about 2 s and 4 s.
-    wait_until(lambda: len(daemon.find("retry.scheduled")) >= 3, timeout=30, what="3 retries")
-    retries = len(daemon.find("retry.scheduled"))
-    ready = len(daemon.find("artifact.ready"))
-    assert ready <= retries + 1, f"{ready} job runs for {retries} retries: a hot loop"
+    daemon.wait_for("host.down", host=emulator.url)
+    wait_until(lambda: len(daemon.find("host.probe")) >= 5, timeout=30, what="5 probes")
+    assert len(daemon.find("artifact.ready")) == 1
+    assert len(daemon.find("ollama.unreachable", path=str(drop / "Patient.gguf"))) == 1
     emulator.start()
+    daemon.wait_for("host.up", host=emulator.url)
     daemon.wait_for("model.created", model="patient:latest", timeout=30)
 
 

@@ -11,7 +11,6 @@ from typing import Any
 
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.ollama import Emulator
-from dropzone.testing.waiting import wait_until
 
 
 def test_a_host_that_comes_back_is_noticed_without_waiting_for_the_backoff(
@@ -20,15 +19,17 @@ def test_a_host_that_comes_back_is_noticed_without_waiting_for_the_backoff(
     build_gguf(drop / "Back.gguf")
     emulator.stop()
     daemon = start()
-    # Four failed attempts: the next retry is 8 to 16 s away.
-    wait_until(lambda: len(daemon.find("retry.scheduled")) >= 4, timeout=40, what="4 retries")
-    waiting = daemon.find("retry.scheduled")[-1]["retry_in"]
+    daemon.wait_for("host.down", host=emulator.url)
+    # A file dropped during the outage waits for the host with the rest, without trying it.
+    build_gguf(drop / "During.gguf", seed=3)
+    daemon.wait_for("artifact.detected", path=str(drop / "During.gguf"))
     emulator.start()
     daemon.wait_for("host.up", host=emulator.url, timeout=10)
-    started = time.monotonic()
     daemon.wait_for("model.created", model="back:latest", timeout=10)
-    # Made well before the scheduled retry: the probe, not the backoff, resumed the work.
-    assert time.monotonic() - started < waiting, "the import waited for its scheduled retry"
+    daemon.wait_for("model.created", model="during:latest", timeout=10)
+    # One retry was scheduled (the first failure); the probe, not the backoff, resumed.
+    assert [e["path"] for e in daemon.find("retry.scheduled")] == [str(drop / "Back.gguf")]
+    assert not daemon.find("ollama.unreachable", path=str(drop / "During.gguf"))
 
 
 def test_a_proxy_body_limit_is_a_server_side_refusal_with_a_long_backoff(
