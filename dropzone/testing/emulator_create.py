@@ -70,6 +70,7 @@ if TYPE_CHECKING:
 ZERO_DIGEST = "0" * 19
 QUANT_TYPES = {"F32": "F32", "F16": "F16", "BF16": "BF16", "Q8_0": "Q8_0", "Q4_K_S": "Q4_K_S",
                "Q4_K_M": "Q4_K_M", "Q4_K": "Q4_K_M"}  # fmt: skip
+# Ollama's list; "F32" never matches because KV.FileType() reads 0 as unknown (issue 15).
 UNQUANTIZED = ("F16", "BF16", "F32")
 NEITHER = "neither 'from' or 'files' was specified"
 VISION_PREFIXES = ("a.", "mm.", "mtp.", "s.", "v.")
@@ -271,7 +272,9 @@ class Pipeline:
             if quant:
                 for w in drafts:
                     source = w.header.file_type if w.header else "unknown"
-                    if source not in UNQUANTIZED:
+                    # ToTensorType() maps "unknown" to F32, which is not quantized: such a draft
+                    # gets the general refusal from _quantize below, as in createModel.
+                    if source not in (*UNQUANTIZED, "unknown"):
                         raise CreateFailureError(
                             f"draft quantization requires an unquantized draft model, got {source}"
                         )
