@@ -209,6 +209,7 @@ class Pipeline:
         self.store: Store = app.store
         self.split_gguf = app.features.split_gguf
         self.validate = app.features.validate_gguf
+        self.oci_rootfs = app.features.oci_rootfs
         self.registry: Store | None = app.registry
         self.req, self.name, self.out = req, name, out
 
@@ -339,7 +340,8 @@ class Pipeline:
         if req.messages:
             body = [{"role": m["role"], "content": m["content"]} for m in req.messages]
             layers = self._replace(layers, MESSAGES, go_json_line(body))
-        config_json = config.to_json([layer.digest for layer in layers])
+        digests = [layer.digest for layer in layers]
+        config_json = config.to_json(digests, rootfs=self.oci_rootfs)
         config_layer = self.store.new_layer(go_json_line(config_json), CONFIG_MEDIA_TYPE)
         for layer in layers:
             if layer.status:

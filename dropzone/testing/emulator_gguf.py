@@ -107,7 +107,8 @@ class GGUFHeader:
 
     @property
     def truncated(self) -> bool:
-        return self.file_size < self.data_end
+        # No tensors, no data: the padding up to data_offset may be absent (issue 15).
+        return bool(self.tensors) and self.file_size < self.data_end
 
     @property
     def architecture(self) -> str:
@@ -130,10 +131,8 @@ class GGUFHeader:
 
     @property
     def parameter_count(self) -> int:
-        """``general.parameter_count``, else the tensors' element total (as Ollama fills it)."""
-        value = self.metadata.get("general.parameter_count")
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+        """The tensors' element total: Ollama's decoder (fs/ggml/gguf.go) overwrites any
+        ``general.parameter_count`` the file carries with it."""
         return sum(t.n_elements for t in self.tensors)
 
     def arch_value(self, key: str) -> Any:

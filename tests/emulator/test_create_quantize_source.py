@@ -8,8 +8,8 @@ Ollama's ``KV.FileType`` (``fs/ggml/ggml.go``) answers ``FileTypeUnknown`` when
 from __future__ import annotations
 
 import pytest
-from gguf import GGUFValueType
 from emulator_helpers import Api
+from gguf import GGUFValueType
 
 from dropzone.testing import builders
 
