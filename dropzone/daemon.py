@@ -166,7 +166,7 @@ class Daemon:
         self.host_jobs = Workers(max(2, 2 * len(self.hosts)), "host")
         self.quiet = QuietTracker(settings.settle_seconds)
         self.notifier = Notifier(env)
-        self.report = Reporter(self.drop_dir, self.state)
+        self.report = Reporter(self.drop_dir, self.state, progress=progress)
         self.summary: PassSummary = self.report.summary
         self._lock = threading.Lock()
         self._in_flight: dict[str, Future[None]] = {}

@@ -112,8 +112,6 @@ FILE_TYPE_NAMES: dict[int, str] = {
     1024: "GUESSED",
 }
 
-# The server quantizes only from these (ollama-api.md §4.10).
-QUANTIZABLE_FILE_TYPES = frozenset({"F32", "F16", "BF16"})
 
 
 def file_type_name(file_type: int | None) -> str | None:

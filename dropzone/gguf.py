@@ -139,8 +139,10 @@ class GGUFHeader:
         return self.get_int("general.file_type")
 
     @property
-    def file_type_name(self) -> str | None:
-        return file_type_name(self.file_type)
+    def file_type_name(self) -> str:
+        """The ``general.file_type`` name; "unknown" when it is missing or not a known value
+        (the header was read: the server will see the same, and cannot quantize it)."""
+        return file_type_name(self.file_type) or "unknown"
 
     @property
     def split_count(self) -> int | None:

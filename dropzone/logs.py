@@ -3,7 +3,8 @@
 Every event, dropzone's own and the stdlib loggers' (httpx, watchdog), goes through one stdlib
 handler and one ``ProcessorFormatter``: one lock, so lines from worker threads never interleave,
 and one shape. JSON lines (``event``, ``level``, ``timestamp`` in ISO 8601 UTC, then the fields)
-when the stream is not a terminal or ``fmt="json"``; a readable console on a terminal.
+when the stream is not a terminal or ``fmt="json"``; on a terminal one short line per event,
+key fields first (``console_line``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
           "error": logging.ERROR, "critical": logging.CRITICAL}  # fmt: skip
 # httpx logs every request at INFO ("HTTP Request: HEAD …"): a flood in the journal during an
 # import. httpcore's DEBUG trace is noise at any level dropzone offers.
-QUIET_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING}
+# watchdog logs every raw inotify event at DEBUG (~10 a second during a copy, issue 15): its
+# warnings (a queue overflow) help an operator, its debug lines never do.
+QUIET_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING, "watchdog": logging.WARNING}
+# The console (issue 15): the fields an operator looks for first, in this order, and a cut for
+# values that would run a line to hundreds of characters.
+CONSOLE_HEAD = ("path", "model", "host")
+CONSOLE_ERROR = ("error", "fix")
+CONSOLE_MAX_VALUE = 100
 
 
 class _DropzoneHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -50,6 +58,43 @@ def _head_keys_first(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     # Readers scan ``timestamp level event`` first, as in every other log line they read.
     head = {k: event.pop(k) for k in ("timestamp", "level", "event") if k in event}
     return {**head, **event}
+
+
+def _shown_value(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        text = "[" + ", ".join(str(v) for v in value) + "]"
+    elif isinstance(value, float):
+        text = f"{value:g}"
+    else:
+        text = str(value)
+    text = text.replace("\n", " ")
+    if len(text) > CONSOLE_MAX_VALUE:
+        text = text[: CONSOLE_MAX_VALUE - 1] + "…"
+    return text
+
+
+def console_line(_: WrappedLogger, __: str, event: EventDict) -> str:
+    """``10:57:32 info model.created path=… model=… host=… seconds=1.5`` (pure).
+
+    One line per event: time, level, event, then the key fields, the error and its fix, the
+    rest. ``None`` fields are left out; ``problems`` is left out when ``error`` tells it (a
+    refusal's problems repeat its error with the path and the fix). A traceback follows on
+    its own lines.
+    """
+    fields = dict(event)
+    stamp = str(fields.pop("timestamp", ""))
+    clock = stamp[11:19] if len(stamp) >= 19 else stamp
+    level = str(fields.pop("level", ""))
+    name = str(fields.pop("event", ""))
+    exception = fields.pop("exception", None)
+    if "error" in fields:
+        fields.pop("problems", None)
+    order = [k for k in (*CONSOLE_HEAD, *CONSOLE_ERROR) if k in fields]
+    order += [k for k in fields if k not in order]
+    parts = [p for p in (clock, level, name) if p]
+    parts += [f"{k}={_shown_value(fields[k])}" for k in order if fields[k] is not None]
+    line = " ".join(parts)
+    return f"{line}\n{exception}" if exception else line
 
 
 def configure_logging(*, fmt: str, level: str, stream: TextIO | None = None) -> None:
@@ -86,7 +131,7 @@ def configure_logging(*, fmt: str, level: str, stream: TextIO | None = None) -> 
             structlog.processors.JSONRenderer(ensure_ascii=False),
         ]
     else:
-        renderer = [_valid_utf8, structlog.dev.ConsoleRenderer(colors=is_tty)]
+        renderer = [structlog.processors.format_exc_info, _valid_utf8, console_line]
     formatter = structlog.stdlib.ProcessorFormatter(
         # Records from stdlib loggers (httpx, watchdog) get the same fields as our events.
         foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],

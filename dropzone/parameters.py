@@ -63,7 +63,9 @@ MESSAGE_ROLES = ("system", "user", "assistant")
 ROLE_ERROR = 'message role must be one of "system", "user", or "assistant"'
 # ParseFileType in fs/ggml/type.go, after upper-casing; Q4_K is an alias of Q4_K_M.
 QUANTIZE_TYPES = frozenset({"F32", "F16", "BF16", "Q8_0", "Q4_K_S", "Q4_K_M", "Q4_K"})
-QUANTIZABLE_SOURCES = frozenset({"F16", "BF16", "F32"})
+# The server's list is F16, BF16 and F32, but its KV.FileType() (fs/ggml/ggml.go) reads
+# general.file_type 0 (F32) or a missing value as "unknown", so an F32 GGUF is refused too.
+QUANTIZABLE_SOURCES = frozenset({"F16", "BF16"})
 REQUIRES_ERROR = "requires must be a valid semver (e.g. 0.14.0)"
 
 _INT64 = 1 << 63

@@ -1,7 +1,9 @@
-"""Progress of long hashing and uploads: a status line on a terminal, periodic events otherwise.
+"""Progress of files arriving, long hashing and uploads: a status line on a terminal, periodic
+events otherwise.
 
 Under systemd nobody watches a bar, but a 40 GB upload should still say how far it is:
-``hash.progress`` / ``blob.upload.progress`` events every ``interval`` seconds. On a terminal the
+``artifact.arriving`` / ``hash.progress`` / ``blob.upload.progress`` events every ``interval``
+seconds (``progress_seconds``). On a terminal the
 same figures become one redrawn line on stderr (all transfers in progress, side by side).
 """
 
@@ -25,19 +27,41 @@ BAR_WIDTH = 20
 @dataclass
 class _Item:
     label: str
-    total: int
+    total: int | None
     done: int
     started: float
     last_event: float
+    start: int  # bytes already there when tracking began (a file arriving)
+    arrival: bool
+
+    def line(self, now: float) -> str:
+        seconds = now - self.started
+        if self.arrival:
+            return render_arrival(self.label, self.done, self.total, seconds, start=self.start)
+        return render(self.label, self.done, self.total or 0, seconds)
+
+
+def _bar(done: int, total: int) -> str:
+    fraction = min(1.0, done / total) if total else 1.0
+    filled = int(fraction * BAR_WIDTH)
+    return f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {fraction * 100:3.0f}%"
 
 
 def render(label: str, done: int, total: int, seconds: float) -> str:
     """``label [#####-----]  45%  1.2 GB/s`` (pure, for the terminal line)."""
-    fraction = min(1.0, done / total) if total else 1.0
-    filled = int(fraction * BAR_WIDTH)
     rate = done / max(seconds, 1e-9) / 1e9
-    bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-    return f"{label} [{bar}] {fraction * 100:3.0f}% {rate:5.2f} GB/s"
+    return f"{label} {_bar(done, total)} {rate:5.2f} GB/s"
+
+
+def render_arrival(
+    label: str, done: int, expected: int | None, seconds: float, *, start: int = 0
+) -> str:
+    """``label [####------]  45% of 3.00 GB 35.2 MB/s``, or ``label 1.20 GB 35.2 MB/s`` while
+    the size to expect is unknown. The rate counts the bytes that arrived since ``start``."""
+    rate = (done - start) / max(seconds, 1e-9) / 1e6
+    if not expected:
+        return f"{label} {done / 1e9:.2f} GB {rate:.1f} MB/s"
+    return f"{label} {_bar(done, expected)} of {expected / 1e9:.2f} GB {rate:.1f} MB/s"
 
 
 class Progress:
@@ -60,17 +84,37 @@ class Progress:
         self, event: str, label: str, total: int, **fields: Any
     ) -> tuple[Callable[[int], None], Callable[[], None]]:
         """Start tracking one transfer: ``(update(bytes_done), done())``."""
+        return self._track(event, _Item(label, total, 0, 0.0, 0.0, 0, False), fields)
+
+    def arrival(
+        self, label: str, have: int, expected: int | None, **fields: Any
+    ) -> tuple[Callable[[int, int | None], None], Callable[[], None]]:
+        """Start tracking a file still arriving (``have`` bytes are there):
+        ``(update(bytes_now, expected), done())``; ``artifact.arriving`` events every interval
+        with ``bytes``, ``expected_bytes`` (when known) and the rate since tracking began."""
+        item = _Item(label, expected, have, 0.0, 0.0, have, True)
+        update, finished = self._track("artifact.arriving", item, fields)
+
+        def update_arrival(done: int, expected: int | None) -> None:
+            item.total = expected
+            update(done)
+
+        return update_arrival, finished
+
+    def _track(
+        self, event: str, item: _Item, fields: dict[str, Any]
+    ) -> tuple[Callable[[int], None], Callable[[], None]]:
         now = self._clock()
+        item.started = item.last_event = now
         with self._lock:
             key = self._next_id
             self._next_id += 1
-            self._items[key] = _Item(label, total, 0, now, now)
+            self._items[key] = item
 
         def update(done: int) -> None:
             now = self._clock()
             with self._lock:
-                item = self._items.get(key)
-                if item is None:
+                if key not in self._items:
                     return
                 item.done = done
                 due = now - item.last_event >= self._interval
@@ -79,18 +123,20 @@ class Progress:
                 draw = self._terminal is not None and now - self._last_draw >= REDRAW_EVERY_SECONDS
                 if draw:
                     self._last_draw = now
-                    line = "  ".join(
-                        render(i.label, i.done, i.total, now - i.started)
-                        for i in self._items.values()
-                    )
+                    line = "  ".join(i.line(now) for i in self._items.values())
             if due and self._terminal is None:
                 seconds = max(now - item.started, 1e-9)
+                sizes: dict[str, Any]
+                if item.arrival:
+                    sizes = {"expected_bytes": item.total} if item.total else {}
+                else:
+                    sizes = {"total": item.total}
                 log.info(
                     event,
                     **fields,
                     bytes=done,
-                    total=total,
-                    rate_mb_s=round(done / 1e6 / seconds, 1),
+                    **sizes,
+                    rate_mb_s=round((done - item.start) / 1e6 / seconds, 1),
                 )
             if draw and self._terminal is not None:
                 self._terminal.write("\r\x1b[K" + line)

@@ -3,7 +3,7 @@
 Pure. The model name is the sidecar's (as written) or derived from the file or folder name.
 The weights are the artifact, or what FROM names: files in the drop folder or an existing
 model. Checks that need both the artifact and the sidecar happen here: an adapter needs a
-base, Ollama takes one adapter, only F16/BF16/F32 GGUFs can be quantized, and two recipes may
+base, Ollama takes one adapter, only F16/BF16 GGUFs can be quantized, and two recipes may
 not claim one model name (``find_conflicts``).
 """
 
@@ -192,7 +192,8 @@ class _Builder:
         return file_keys(collected)
 
     def check_quantize(self) -> None:
-        """The server quantizes only F16/BF16/F32 sources (``ollama-api.md`` §4.10)."""
+        """The server quantizes only F16/BF16 sources: it names F32 too (``ollama-api.md``
+        §4.10), but reads general.file_type 0 as unknown (issue 15)."""
         spec = self.spec
         if spec.quantize is None:
             return
@@ -202,8 +203,18 @@ class _Builder:
             if found is None or file_type is None:
                 continue
             if file_type.upper() not in rules.QUANTIZABLE_SOURCES:
-                fix = f"{_shown(found.path, self.drop_dir)} is {file_type}: remove quantize, "
-                fix += "or drop an F16, BF16 or F32 GGUF"
+                shown = _shown(found.path, self.drop_dir)
+                fix = f"{shown} is {file_type}: remove quantize, or drop an F16 or BF16 GGUF"
+                if file_type.upper() in ("F32", "UNKNOWN"):
+                    what = (
+                        "is F32 (general.file_type 0)"
+                        if file_type.upper() == "F32"
+                        else ("has no general.file_type Ollama knows")
+                    )
+                    fix = (
+                        f"{shown} {what}, which the server reads as unknown and will not "
+                        "quantize: remove quantize, or convert it to F16 or BF16 first"
+                    )
                 message = "quantization is only supported for F16, BF16 and F32 models"
                 self.problem(message, fix, "quantize")
 

@@ -1,4 +1,4 @@
-"""Events about artifacts that are not being worked on: detected, pending, refused.
+"""Events about artifacts that are not being worked on: detected, pending, arriving, refused.
 
 Each is logged once per reason until the reason changes, so a file that stays incomplete or
 invalid is reported once, not on every rescan. The summary counts what each artifact is now.
@@ -6,6 +6,7 @@ invalid is reported once, not on every rescan. The summary counts what each arti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -13,6 +14,7 @@ from typing import Protocol
 import structlog
 
 from dropzone.errors import Problem
+from dropzone.progress import Progress
 from dropzone.scanner import ScannedArtifact
 
 log = structlog.get_logger("dropzone.daemon")
@@ -48,11 +50,25 @@ class Notes(Protocol):
     def note_artifact(self, path: str, *, kind: str, note: str | None) -> None: ...
 
 
+@dataclass
+class _Arrival:
+    update: Callable[[int, int | None], None]
+    finished: Callable[[], None]
+
+
 class Reporter:
-    def __init__(self, drop_dir: Path, notes: Notes | None = None) -> None:
+    def __init__(
+        self, drop_dir: Path, notes: Notes | None = None, *, progress: Progress | None = None
+    ) -> None:
         self.drop_dir = drop_dir
         self.summary = PassSummary()
         self._notes = notes
+        # Issue 15: a 38 s copy showed one pending line, then nothing. Each look at a file
+        # still arriving feeds its progress: a live line on a terminal, else an event every
+        # ``progress_seconds``.
+        self._progress = progress or Progress()
+        self._arriving: dict[str, _Arrival] = {}
+        self._last_bytes: dict[str, int] = {}
         self._reported: dict[str, str] = {}  # rel → signature of the last event
         self._known: set[str] = set()
         self._kinds: dict[str, str] = {}  # rel → artifact kind, for its note
@@ -99,6 +115,7 @@ class Reporter:
 
     def pending(self, sa: ScannedArtifact, reason: str, *, wait: float | None = None) -> None:
         self.summary.mark(sa.rel_path, "pending")
+        self._arrival(sa, reason)
         if not self._first(sa.rel_path, "pending:" + reason.split(" ", 1)[0]):
             return
         detail = reason
@@ -117,8 +134,33 @@ class Reporter:
             wait_seconds=round(wait, 1) if wait is not None else None,
         )
 
+    def _arrival(self, sa: ScannedArtifact, reason: str) -> None:
+        """Still arriving: incomplete, or settling while it grew since the last look."""
+        rel, have = sa.rel_path, sa.have_bytes
+        grew = self._last_bytes.get(rel, have) != have
+        self._last_bytes[rel] = have
+        if not (reason == "incomplete" or (reason == "settling" and grew)):
+            self._stop_arriving(rel)
+            return
+        arrival = self._arriving.get(rel)
+        if arrival is None:
+            label = "arriving " + rel
+            update, finished = self._progress.arrival(
+                label, have, sa.expected_bytes, path=str(sa.artifact.path)
+            )
+            self._arriving[rel] = _Arrival(update, finished)
+            return
+        arrival.update(have, sa.expected_bytes)
+
+    def _stop_arriving(self, rel: str) -> None:
+        arrival = self._arriving.pop(rel, None)
+        if arrival is not None:
+            arrival.finished()
+
     def refuse(self, rel: str, event: str, problems: list[Problem]) -> None:
         self.summary.mark(rel, "refused")
+        self._stop_arriving(rel)
+        self._last_bytes.pop(rel, None)
         if not self._first(rel, event + ":" + "|".join(p.describe() for p in problems)):
             return
         first = problems[0] if problems else Problem(rel, "invalid")
@@ -142,6 +184,8 @@ class Reporter:
 
     def clear(self, rel: str) -> None:
         """Work starts: the next pending or refusal is news again."""
+        self._stop_arriving(rel)
+        self._last_bytes.pop(rel, None)
         if self._reported.pop(rel, None) is not None:
             self._note(rel, None)
 
@@ -150,6 +194,8 @@ class Reporter:
             self._notes.note_artifact(rel, kind=self._kinds.get(rel, "unknown"), note=note)
 
     def forget(self, rel: str) -> None:
+        self._stop_arriving(rel)
+        self._last_bytes.pop(rel, None)
         self._reported.pop(rel, None)
         self._known.discard(rel)
         self.summary.forget(rel)

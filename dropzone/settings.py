@@ -334,6 +334,14 @@ class Settings(BaseSettings):
         type_text='"debug" | "info" | "warning" | "error"',
         fix='one of "debug", "info", "warning", "error"',
     )
+    progress_seconds: float = _field(
+        10.0,
+        "seconds between progress events (files arriving, hashing, uploads) when the log is not "
+        "a terminal",
+        type_text="seconds",
+        fix="a number of seconds above 0",
+        gt=0,
+    )
     ignore_patterns: tuple[str, ...] = _field(
         (),
         "extra glob patterns to ignore, on top of hidden files, partial downloads and clutter",

@@ -46,7 +46,7 @@ def open_daemon(args: argparse.Namespace, *, once: bool) -> Iterator[Daemon | in
             # Bars only when a person watches the terminal and the logs are not JSON for a
             # machine.
             tty = sys.stderr.isatty() and settings.log_format != "json"
-            progress = Progress(sys.stderr if tty else None)
+            progress = Progress(sys.stderr if tty else None, interval=settings.progress_seconds)
             daemon = Daemon(settings, env=os.environ, once=once, progress=progress)
         except ConfigError as exc:
             report_config_error(exc)

@@ -32,7 +32,7 @@ def build_gguf(
     *,
     arch: str = "llama",
     general_type: str | None = None,
-    file_type: int = FILE_TYPE_F16,
+    file_type: int | None = FILE_TYPE_F16,
     n_tensors: int = 3,
     tensor_elems: int = 64,
     split: tuple[int, int] | None = None,
@@ -44,13 +44,15 @@ def build_gguf(
     """Write a small valid GGUF (v3) file and return its path.
 
     ``split`` is ``(split_no, split_count)`` with ``split_no`` 0-based, as llama.cpp writes it.
-    ``seed`` varies tensor contents so two builds can differ in digest.
+    ``seed`` varies tensor contents so two builds can differ in digest. ``file_type=None``
+    writes no ``general.file_type`` (F16 tensors), as some converters do.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(str(path), arch)
     if general_type is not None:
         writer.add_type(general_type)
-    writer.add_file_type(file_type)
+    if file_type is not None:
+        writer.add_file_type(file_type)
     writer.add_name(path.stem)
     if split is not None:
         writer.add_uint16("split.no", split[0])
@@ -86,7 +88,9 @@ def tensor_data_end(path: Path) -> int:
 
 
 def _add_value(writer: gguf.GGUFWriter, key: str, value: Any) -> None:
-    if isinstance(value, bool):
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], gguf.GGUFValueType):
+        writer.add_key_value(key, value[1], value[0])  # an explicit type: (GGUFValueType.INT32, 1)
+    elif isinstance(value, bool):
         writer.add_bool(key, value)
     elif isinstance(value, int):
         writer.add_uint32(key, value) if value >= 0 else writer.add_int32(key, value)

@@ -70,6 +70,7 @@ class Features:
     version: str
     validate_gguf: bool  # v0.30+: llama-quantize "validation copy" of file-sourced GGUFs
     split_gguf: bool  # v0.30+: split GGUF shards merged into one layer
+    oci_rootfs: bool = False  # before v0.32.7: the config blob carries "rootfs" (#17619)
 
 
 class App:
@@ -125,6 +126,8 @@ class App:
             ("/api/copy", "POST"): lambda h, _: emulator_models.copy(self, h),
             ("/api/create", "POST"): lambda h, _: emulator_create.create(self, h),
             ("/api/generate", "POST"): lambda h, _: emulator_generate.generate(self, h),
+            # PsHandler: nothing is ever loaded here, and Ollama sends an empty list, not null.
+            ("/api/ps", "GET"): lambda h, _: h.respond_json(200, {"models": []}),
         }
         return endpoints.get((pattern, method), self._not_emulated)
 

@@ -34,7 +34,8 @@ class Config:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and v is not None}
         return cls(**known)
 
-    def to_json(self, diff_ids: list[str]) -> dict[str, Any]:
+    def to_json(self, diff_ids: list[str], *, rootfs: bool = False) -> dict[str, Any]:
+        """The config blob; ``rootfs`` (the OCI diff_ids) only before v0.32.7 (#17619)."""
         out: dict[str, Any] = {
             "model_format": self.model_format,
             "model_family": self.model_family,
@@ -51,7 +52,8 @@ class Config:
             if value:
                 out[key] = value
         out.update(architecture="amd64", os="linux")
-        out["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
+        if rootfs:
+            out["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
         return out
 
 

@@ -70,6 +70,7 @@ if TYPE_CHECKING:
 ZERO_DIGEST = "0" * 19
 QUANT_TYPES = {"F32": "F32", "F16": "F16", "BF16": "BF16", "Q8_0": "Q8_0", "Q4_K_S": "Q4_K_S",
                "Q4_K_M": "Q4_K_M", "Q4_K": "Q4_K_M"}  # fmt: skip
+# Ollama's list; "F32" never matches because KV.FileType() reads 0 as unknown (issue 15).
 UNQUANTIZED = ("F16", "BF16", "F32")
 NEITHER = "neither 'from' or 'files' was specified"
 VISION_PREFIXES = ("a.", "mm.", "mtp.", "s.", "v.")
@@ -208,6 +209,7 @@ class Pipeline:
         self.store: Store = app.store
         self.split_gguf = app.features.split_gguf
         self.validate = app.features.validate_gguf
+        self.oci_rootfs = app.features.oci_rootfs
         self.registry: Store | None = app.registry
         self.req, self.name, self.out = req, name, out
 
@@ -271,7 +273,9 @@ class Pipeline:
             if quant:
                 for w in drafts:
                     source = w.header.file_type if w.header else "unknown"
-                    if source not in UNQUANTIZED:
+                    # ToTensorType() maps "unknown" to F32, which is not quantized: such a draft
+                    # gets the general refusal from _quantize below, as in createModel.
+                    if source not in (*UNQUANTIZED, "unknown"):
                         raise CreateFailureError(
                             f"draft quantization requires an unquantized draft model, got {source}"
                         )
@@ -336,7 +340,8 @@ class Pipeline:
         if req.messages:
             body = [{"role": m["role"], "content": m["content"]} for m in req.messages]
             layers = self._replace(layers, MESSAGES, go_json_line(body))
-        config_json = config.to_json([layer.digest for layer in layers])
+        digests = [layer.digest for layer in layers]
+        config_json = config.to_json(digests, rootfs=self.oci_rootfs)
         config_layer = self.store.new_layer(go_json_line(config_json), CONFIG_MEDIA_TYPE)
         for layer in layers:
             if layer.status:

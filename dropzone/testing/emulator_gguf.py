@@ -41,6 +41,12 @@ FILE_TYPE_NAMES = {
     30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0", 37: "TQ2_0", 38: "MXFP4",
 }  # fmt: skip
 FILE_TYPE_VALUES = {name: value for value, name in FILE_TYPE_NAMES.items()}
+# The names Ollama's FileType.String() knows (fs/ggml/type.go); any other value prints "unknown".
+OLLAMA_FILE_TYPE_NAMES = {
+    1: "F16", 2: "Q4_0", 3: "Q4_1", 4: "MXFP4", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
+    11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
+    17: "Q5_K_M", 18: "Q6_K", 21: "Q2_K_S", 32: "BF16",
+}  # fmt: skip
 
 
 class GGUFError(ValueError):
@@ -101,7 +107,8 @@ class GGUFHeader:
 
     @property
     def truncated(self) -> bool:
-        return self.file_size < self.data_end
+        # No tensors, no data: the padding up to data_offset may be absent (issue 15).
+        return bool(self.tensors) and self.file_size < self.data_end
 
     @property
     def architecture(self) -> str:
@@ -115,15 +122,17 @@ class GGUFHeader:
 
     @property
     def file_type(self) -> str:
-        value = self.metadata.get("general.file_type")
-        return FILE_TYPE_NAMES.get(value, "unknown") if isinstance(value, int) else "unknown"
+        """``KV.FileType().String()`` (fs/ggml/ggml.go): only a uint32 ``general.file_type``
+        above 0 counts, so F32 (0), a missing value or another integer type are "unknown"."""
+        kv = self.kvs.get("general.file_type")
+        if kv is None or kv.vtype != T_UINT32 or not kv.value:
+            return "unknown"
+        return OLLAMA_FILE_TYPE_NAMES.get(kv.value, "unknown")
 
     @property
     def parameter_count(self) -> int:
-        """``general.parameter_count``, else the tensors' element total (as Ollama fills it)."""
-        value = self.metadata.get("general.parameter_count")
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+        """The tensors' element total: Ollama's decoder (fs/ggml/gguf.go) overwrites any
+        ``general.parameter_count`` the file carries with it."""
         return sum(t.n_elements for t in self.tensors)
 
     def arch_value(self, key: str) -> Any:

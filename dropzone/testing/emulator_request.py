@@ -141,12 +141,33 @@ def license_strings(value: Any) -> list[str]:
 
 _ACTION_RE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _BLOCK_WORDS = ("if", "range", "with", "block", "define")
+# In a Go template a bare identifier is a keyword or a function: Go's builtins, and those of
+# Ollama's template.Parse (template/template.go ``funcs``). Any other is a parse error.
+_KEYWORDS = frozenset(
+    {"if", "else", "end", "range", "with", "define", "template", "block", "break", "continue"}
+    | {"nil", "true", "false"}
+)
+_FUNCTIONS = frozenset(
+    {"and", "call", "html", "index", "slice", "js", "len", "not", "or", "print", "printf"}
+    | {"println", "urlquery", "eq", "ge", "gt", "le", "lt", "ne"}
+    | {"json", "currentDate", "yesterdayDate", "toTypeScriptType"}
+)
+_LITERALS_RE = re.compile(r'"(?:[^"\\]|\\.)*"|`[^`]*`|\'(?:[^\'\\]|\\.)*\'')
+_BARE_WORD_RE = re.compile(r"(?<![\w.$])[A-Za-z_]\w*")
+
+
+def _undefined_function(body: str) -> str | None:
+    """The first bare identifier in an action that is neither keyword nor known function."""
+    for word in _BARE_WORD_RE.findall(_LITERALS_RE.sub('""', body)):
+        if word not in _KEYWORDS and word not in _FUNCTIONS:
+            return str(word)
+    return None
 
 
 def template_problem(text: str) -> str | None:
     """A Go ``text/template`` parse error for unbalanced ``{{ }}`` or block/``end`` pairs.
 
-    Only the structure is checked; expressions inside actions are not parsed.
+    Only the structure and the function names are checked; expressions are not parsed.
     """
     stack: list[int] = []
     pos = 0
@@ -159,6 +180,9 @@ def template_problem(text: str) -> str | None:
         body = match[1].strip().removeprefix("-").removesuffix("-").strip()
         if body.startswith("/*"):
             continue
+        undefined = _undefined_function(body)
+        if undefined is not None:
+            return f'template: :{line}: function "{undefined}" not defined'
         word = body.split(None, 1)[0] if body else ""
         if word in _BLOCK_WORDS:
             stack.append(line)

@@ -80,6 +80,8 @@ class Emulator:
             version=version,
             validate_gguf=modern(version) if validate_gguf is None else validate_gguf,
             split_gguf=modern(version),
+            oci_rootfs=_version_tuple(version) < (0, 32, 7)
+            and _version_tuple(version) != (0, 0, 0),
         )
         self.app = App(self.store, features, self.faults, self.counters)
         # A create ``from`` a model this store lacks pulls it from here (another store), as

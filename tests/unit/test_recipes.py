@@ -156,10 +156,23 @@ def test_draft_files_go_into_the_request() -> None:
     assert (body["draft_files"], body["draft_quantize"]) == ({"d.gguf": "sha256:2"}, "q8_0")
 
 
-@pytest.mark.parametrize("file_type", ["F16", "BF16", "F32", None])
-def test_quantize_allowed_from_full_precision_or_unknown(file_type: str | None) -> None:
+@pytest.mark.parametrize("file_type", ["F16", "BF16", None])
+def test_quantize_allowed_from_f16_bf16_or_a_header_not_read(file_type: str | None) -> None:
     spec = SidecarSpec(path=None, quantize="q4_K_M")
     assert recipe(gguf(DROP / "m.gguf", file_type=file_type), spec).fields == {"quantize": "q4_K_M"}
+
+
+@pytest.mark.parametrize("file_type", ["F32", "unknown"])
+def test_quantize_refused_from_f32_or_no_file_type_as_ollama_reads_them(file_type: str) -> None:
+    # Ollama's KV.FileType() (fs/ggml/ggml.go) returns FileTypeUnknown for general.file_type 0
+    # (F32) or a missing value, and createModel (server/create.go) refuses "unknown": the server
+    # fails after the whole file was uploaded, so dropzone refuses before hashing (issue 15).
+    (problem,) = problems(
+        gguf(DROP / "m.gguf", file_type=file_type), SidecarSpec(path=None, quantize="q4_K_M")
+    )
+    assert problem.message == "quantization is only supported for F16, BF16 and F32 models"
+    assert problem.key == "quantize"
+    assert "unknown" in problem.fix and "m.gguf" in problem.fix
 
 
 @pytest.mark.parametrize("file_type", ["Q4_K_M", "Q8_0"])
