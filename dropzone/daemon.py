@@ -493,7 +493,7 @@ class Daemon:
         live = {rel for stats in self._stats.values() for rel in stats}
         self.quiet.forget_except(live)
         if full or vanished:
-            present = {sa.rel_path for r in self._units.values() for sa in r.artifacts}
+            present = self._present()
             with self._lock:
                 self._early = {rel: sig for rel, sig in self._early.items() if rel in present}
             self._handle_removed(present)
@@ -523,7 +523,9 @@ class Daemon:
         if sa.status is Status.INVALID:
             self._settled_at.pop(sa.rel_path, None)
             self._claims.release(sa.rel_path)
-            self.report.refuse(sa.rel_path, "artifact.invalid", list(sa.problems))
+            self.report.refuse(
+                sa.rel_path, "artifact.invalid", list(sa.problems), str(sa.artifact.kind)
+            )
             return
         files = [(p.path, stats[p.path].size, stats[p.path].mtime_ns) for p in sa.progress]
         files += self._sidecar_stat(sa, stats)
@@ -885,6 +887,12 @@ class Daemon:
             self.queue.put(Change(ChangeKind.CHANGED, self.drop_dir / dependent))
 
     # -- helpers ------------------------------------------------------------------------
+
+    def _present(self) -> set[str]:
+        """The artifacts the last looks found, and the refused paths that are no artifact (a
+        FIFO named x.gguf): those have a status note too, and are not removed while there."""
+        present = {sa.rel_path for r in self._units.values() for sa in r.artifacts}
+        return present | {self._rel(Path(p.path)) for r in self._units.values() for p in r.problems}
 
     def _sharers(self, rel: str, recipe: Recipe) -> dict[Path, list[ScannedArtifact]]:
         """The other artifacts of the current scan that use a file of ``recipe`` (a projector

@@ -71,7 +71,6 @@ class Reporter:
         self._last_bytes: dict[str, int] = {}
         self._reported: dict[str, str] = {}  # rel → signature of the last event
         self._known: set[str] = set()
-        self._kinds: dict[str, str] = {}  # rel → artifact kind, for its note
         self._shown = {"detected": 0, "pending": 0}  # detail lines in this scan
         self._not_shown = {"detected": 0, "pending": 0}
 
@@ -101,7 +100,6 @@ class Reporter:
         return False
 
     def detected(self, sa: ScannedArtifact) -> None:
-        self._kinds[sa.rel_path] = str(sa.artifact.kind)
         if sa.rel_path not in self._known:
             self._known.add(sa.rel_path)
             if not self._detail("detected"):
@@ -121,7 +119,7 @@ class Reporter:
         detail = reason
         if reason == "incomplete" and sa.expected_bytes is not None:
             detail = f"incomplete: {sa.have_bytes} of {sa.expected_bytes} bytes"
-        self._note(sa.rel_path, f"pending: {detail}")
+        self._note(sa.rel_path, f"pending: {detail}", str(sa.artifact.kind))
         if not self._detail("pending"):
             return
         log.info(
@@ -139,7 +137,10 @@ class Reporter:
         rel, have = sa.rel_path, sa.have_bytes
         grew = self._last_bytes.get(rel, have) != have
         self._last_bytes[rel] = have
-        if not (reason == "incomplete" or (reason == "settling" and grew)):
+        # An empty file is not arriving until it grows: tracking each of 100,000 empty files
+        # cost ~1 KiB apiece.
+        incomplete = reason == "incomplete" and (have > 0 or grew)
+        if not (incomplete or (reason == "settling" and grew)):
             self._stop_arriving(rel)
             return
         arrival = self._arriving.get(rel)
@@ -157,14 +158,16 @@ class Reporter:
         if arrival is not None:
             arrival.finished()
 
-    def refuse(self, rel: str, event: str, problems: list[Problem]) -> None:
+    def refuse(
+        self, rel: str, event: str, problems: list[Problem], kind: str = "unknown"
+    ) -> None:
         self.summary.mark(rel, "refused")
         self._stop_arriving(rel)
         self._last_bytes.pop(rel, None)
         if not self._first(rel, event + ":" + "|".join(p.describe() for p in problems)):
             return
         first = problems[0] if problems else Problem(rel, "invalid")
-        self._note(rel, "refused: " + "; ".join(p.describe() for p in problems))
+        self._note(rel, "refused: " + "; ".join(p.describe() for p in problems), kind)
         log.error(
             event,
             path=str(self.drop_dir / rel),
@@ -189,9 +192,10 @@ class Reporter:
         if self._reported.pop(rel, None) is not None:
             self._note(rel, None)
 
-    def _note(self, rel: str, note: str | None) -> None:
+    def _note(self, rel: str, note: str | None, kind: str = "unknown") -> None:
+        """``kind`` names a new row's artifact kind; an existing row keeps its own."""
         if self._notes is not None:
-            self._notes.note_artifact(rel, kind=self._kinds.get(rel, "unknown"), note=note)
+            self._notes.note_artifact(rel, kind=kind, note=note)
 
     def forget(self, rel: str) -> None:
         self._stop_arriving(rel)

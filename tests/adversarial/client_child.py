@@ -1,11 +1,12 @@
 """Runs one Ollama client call in a child process, so the test can read that process's peak
-RSS alone (``os.wait4``): ``python client_child.py URL OPERATION`` prints one JSON object with
+RSS alone (its own ``VmHWM``): ``python client_child.py URL OPERATION`` prints one JSON object with
 the error class and message, or the result's size."""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from dropzone.ollama import OllamaClient, make_http_client
 
@@ -28,7 +29,18 @@ def main(url: str, operation: str) -> None:
         outcome["error"] = type(exc).__name__
         outcome["message"] = str(exc)[:2000]
         outcome["message_chars"] = len(str(exc))
+    outcome["peak_rss"] = _own_peak()
     print(json.dumps(outcome))
+
+
+def _own_peak() -> int:
+    """This process's peak RSS in bytes, from ``VmHWM``. Not ``ru_maxrss`` of ``wait4``: at
+    ``exec`` Linux carries over the high-water mark of the address space it replaces, and a
+    vforked child's is the parent's, so a large pytest process made every child look large."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 if __name__ == "__main__":

@@ -3,13 +3,12 @@ clear error, and reads a bounded number of bytes whatever the server sends.
 
 Time is bounded by each test's own ``timeout`` marker (a hang is a failure, not a stuck run) and
 the client's deadlines, never by asserting how fast something ran. Memory is the peak RSS of a
-child process that makes one call (``client_child.py``), read with ``os.wait4``.
+child process that makes one call (``client_child.py``), which reports its own ``VmHWM``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -65,8 +64,8 @@ def route(server: HostileServer, path: str, chunks: Any) -> None:
 
 
 def run_child(url: str, operation: str, tmp_path: Path) -> tuple[dict[str, Any], int]:
-    """One client call in a child: its printed outcome and its peak RSS in bytes. The child is
-    reaped with ``os.wait4``, which gives that one process's resource usage."""
+    """One client call in a child: its printed outcome and its peak RSS in bytes (the child's
+    own ``VmHWM``, see ``client_child``)."""
     with (tmp_path / f"child-{operation}.stderr").open("w+b") as err:
         process = subprocess.Popen(
             [sys.executable, str(CHILD), url, operation], stdout=subprocess.PIPE, stderr=err
@@ -74,11 +73,11 @@ def run_child(url: str, operation: str, tmp_path: Path) -> tuple[dict[str, Any],
         assert process.stdout is not None
         with process.stdout:
             out = process.stdout.read()
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        process.wait()
         err.seek(0)
         assert process.returncode == 0, err.read().decode(errors="replace")[-3000:]
-    return json.loads(out), int(usage.ru_maxrss) * 1024  # Linux reports KiB
+    outcome: dict[str, Any] = json.loads(out)
+    return outcome, int(outcome.pop("peak_rss"))
 
 
 # --- time: drips and stalls -------------------------------------------------------------------

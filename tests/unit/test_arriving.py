@@ -36,14 +36,14 @@ def test_an_arriving_artifact_is_an_event_every_interval_with_bytes_rate_and_exp
     clock = Clock()
     report = Reporter(DROP, progress=Progress(None, interval=10, clock=clock))
     with capture_logs() as logs:
-        for second in range(0, 31):  # the daemon looks once a second; 10 MB arrive each second
+        for second in range(1, 32):  # the daemon looks once a second; 10 MB arrive each second
             clock.now = float(second)
             report.pending(arriving(second * 10_000_000, 10**9), "incomplete")
     events = [e for e in logs if e["event"] == "artifact.arriving"]
     assert [(e["bytes"], e["expected_bytes"], e["rate_mb_s"]) for e in events] == [
-        (100_000_000, 10**9, 10.0),
-        (200_000_000, 10**9, 10.0),
-        (300_000_000, 10**9, 10.0),
+        (110_000_000, 10**9, 10.0),
+        (210_000_000, 10**9, 10.0),
+        (310_000_000, 10**9, 10.0),
     ]
     assert {e["path"] for e in events} == {str(DROP / "big.gguf")}
     assert [e["event"] for e in logs].count("artifact.pending") == 1  # told once, as before
@@ -53,11 +53,24 @@ def test_without_a_header_the_expected_size_is_left_out() -> None:
     clock = Clock()
     report = Reporter(DROP, progress=Progress(None, interval=10, clock=clock))
     with capture_logs() as logs:
-        for second in (0, 10):
+        for second in (1, 11):
             clock.now = float(second)
             report.pending(arriving(second * 100, None), "incomplete")
     (event,) = [e for e in logs if e["event"] == "artifact.arriving"]
-    assert event["bytes"] == 1000 and "expected_bytes" not in event
+    assert event["bytes"] == 1100 and "expected_bytes" not in event
+
+
+def test_an_empty_file_is_not_arriving_until_it_grows() -> None:
+    # 100,000 empty *.gguf files: no progress item (about 1 KiB) for each.
+    clock = Clock()
+    progress = Progress(None, interval=10, clock=clock)
+    report = Reporter(DROP, progress=progress)
+    with capture_logs() as logs:
+        for second in (0, 10, 20):
+            clock.now = float(second)
+            report.pending(arriving(0), "incomplete")
+    assert not [e for e in logs if e["event"] == "artifact.arriving"]
+    assert not report._arriving
 
 
 def test_a_settling_file_that_stopped_growing_is_no_longer_arriving() -> None:
@@ -78,7 +91,7 @@ def test_on_a_terminal_an_arriving_file_is_a_live_line_cleared_when_it_is_taken(
     terminal = io.StringIO()
     report = Reporter(DROP, progress=Progress(terminal, interval=10, clock=clock))
     with capture_logs() as logs:
-        report.pending(arriving(0, 2_000_000_000), "incomplete")
+        report.pending(arriving(1, 2_000_000_000), "incomplete")
         clock.now = 2.0
         report.pending(arriving(1_000_000_000, 2_000_000_000), "incomplete")
         report.clear("big.gguf")  # complete: work starts

@@ -8,8 +8,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_gitignore_keeps_the_local_trial_folders_out_of_git() -> None:
+    # Anchored at the root: an unanchored "emulator/" also hid tests/emulator/ from git.
     lines = (ROOT / ".gitignore").read_text().splitlines()
-    for folder in ("drop/", "state/", "emulator/"):
+    for folder in ("/drop/", "/state/", "/emulator/"):
         assert folder in lines, folder
 
 
