@@ -7,23 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from daemon_helpers import Running
 from structlog.testing import LogCapture
 
 from dropzone.daemon import Daemon
 from dropzone.settings import Settings, load_settings
 from dropzone.testing.ollama import Emulator
-
-
-@pytest.fixture
-def capture() -> Iterator[LogCapture]:
-    capturing = LogCapture()
-    structlog.configure(processors=[structlog.processors.add_log_level, capturing])
-    try:
-        yield capturing
-    finally:
-        structlog.reset_defaults()
 
 
 @pytest.fixture

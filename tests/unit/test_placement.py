@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 from structlog.testing import LogCapture
 
 from dropzone import placement
@@ -27,15 +26,6 @@ from dropzone.testing.cowfs import CowUnavailableError, loop_mounted_cow
 
 HOST = "http://127.0.0.1:11434"
 
-
-@pytest.fixture
-def capture() -> Iterator[LogCapture]:
-    capturing = LogCapture()
-    structlog.configure(processors=[structlog.processors.add_log_level, capturing])
-    try:
-        yield capturing
-    finally:
-        structlog.reset_defaults()
 
 
 def _drop_file(drop: Path, name: str = "model.gguf", size: int = 300_000) -> tuple[Path, str]:
