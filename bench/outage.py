@@ -2,7 +2,7 @@
 
 The real ``python -m dropzone run`` process; N tiny GGUFs (aged, so nothing settles) in the drop
 folder; the only host a loopback port where nothing listens (connection refused, as a stopped
-``ollama serve``). Once every artifact has met the outage (one ``retry.scheduled`` each), the
+``ollama serve``). Once every artifact has met the outage (hashed, the host ``host.down``), the
 daemon's CPU time (``/proc/PID/stat``) and its events are counted over ``--outage`` seconds.
 The reference, measured in the same run: the same daemon over an empty drop folder (idle) over
 the same window. Reported: CPU as a share of one core for both, and events per retry during the
@@ -38,8 +38,9 @@ def measure(work: Path, artifacts: int, window: float) -> tuple[float, Counter[s
     daemon = DaemonRun(work, drop=drop, state=state, hosts=[down])
     try:
         daemon.wait_event("scan.done", timeout=60)
-        if artifacts:
-            daemon.wait_count("retry.scheduled", artifacts, timeout=120)
+        if artifacts:  # every artifact hashed and met the outage; the host marked down
+            daemon.wait_count("hash.done", artifacts, timeout=120)
+            daemon.wait_event("host.down", timeout=120)
         since = daemon.mark()
         cpu0 = cpu_seconds(daemon.pid)
         time.sleep(window)  # the outage itself: a benchmark measures over wall time

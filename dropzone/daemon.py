@@ -701,12 +701,14 @@ class Daemon:
                 else Recorded(str(row.state), row.request_fingerprint, row.next_retry_at)
             )
             step = next_step(recorded, fingerprint, now)
-            if host.down and step is Step.GO and not self.once:
-                step = Step.WAIT  # its probe's host.up wakes this artifact (``_probe``)
-            steps.add(step)
             if step is Step.WAIT and row is not None and row.next_retry_at is not None:
                 when = time.monotonic() + row.next_retry_at - time.time()
                 self._wake_at(when, self._unit_of(rel), rel)
+            elif host.down and step is Step.GO and not self.once:
+                # No timer: its probe's host.up wakes it (``_probe``). A timer at a retry time
+                # already past would look again at once, and again, for as long as it is down.
+                step = Step.WAIT
+            steps.add(step)
         if Step.GO in steps:
             return False
         self.summary.mark(rel, "failed" if steps & {Step.REFUSED, Step.WAIT} else "done")

@@ -23,7 +23,18 @@ def test_a_host_that_is_down_costs_probes_not_jobs(
     emulator.stop()
     daemon = start()
     daemon.wait_for("host.down", host=emulator.url)
-    wait_until(lambda: len(daemon.find("host.probe")) >= 5, timeout=30, what="5 probes")
+    looks: list[float] = []
+    reconcile = daemon.daemon.reconcile
+
+    def counted(**kwargs: Any) -> None:
+        looks.append(1)
+        reconcile(**kwargs)
+
+    daemon.daemon.reconcile = counted  # type: ignore[method-assign]
+    wait_until(lambda: len(daemon.find("host.probe")) >= 12, timeout=30, what="12 probes")
+    # Silent spinning shows too: a waiting artifact whose retry time has passed once made the
+    # loop look at its folder five times a second without a word.
+    assert len(looks) <= 3, f"{len(looks)} looks at the folder while the host was down"
     assert len(daemon.find("artifact.ready")) == 1
     assert len(daemon.find("ollama.unreachable", path=str(drop / "Patient.gguf"))) == 1
     emulator.start()
