@@ -235,6 +235,12 @@ class DaemonRun:
         err = Path(self._stderr.name).read_text(errors="replace")[-2000:]
         return "\n".join(lines) + ("\n--- stderr ---\n" + err if err.strip() else "")
 
+    def stop_cleanly(self) -> None:
+        """Stop it; a daemon that does not exit 0 ends the benchmark with its last lines."""
+        code = self.stop()
+        if code != 0:
+            raise SystemExit(f"dropzone exited {code}\n{self.tail()}")
+
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM and wait; the exit status (a stop must be clean: 0)."""
         if self.proc.poll() is None:
@@ -433,9 +439,7 @@ def dropzone_case(
         }
         return created - closed, phases
     finally:
-        code = daemon.stop()
-        if code != 0:
-            raise SystemExit(f"dropzone exited {code}\n{daemon.tail()}")
+        daemon.stop_cleanly()
 
 
 def sequential_case(

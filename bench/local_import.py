@@ -113,9 +113,7 @@ def daemon_case(method: str) -> Callable[..., Result]:
             }
             return created - closed, phases
         finally:
-            code = daemon.stop()
-            if code != 0:
-                raise SystemExit(f"dropzone exited {code}\n{daemon.tail()}")
+            daemon.stop_cleanly()
 
     return run
 
