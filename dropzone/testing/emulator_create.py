@@ -33,7 +33,7 @@ from dropzone.testing.emulator_gguf import (
     tensor_sources,
 )
 from dropzone.testing.emulator_gojson import go_json, go_json_line, human_number
-from dropzone.testing.emulator_http import AbortError, BodyError, Handler, parse_json_body
+from dropzone.testing.emulator_http import AbortError, Handler, parse_json_body, read_body
 from dropzone.testing.emulator_pull import pull
 from dropzone.testing.emulator_request import (
     CREATE_FIELDS,
@@ -168,10 +168,8 @@ class _Output:
 
 
 def create(app: App, h: Handler) -> None:
-    try:
-        raw = h.body.read_all()
-    except BodyError as exc:
-        h.respond_error(400, str(exc))
+    raw = read_body(h)
+    if raw is None:
         return
     value, error = parse_json_body(raw)
     fields: dict[str, Any] = {}

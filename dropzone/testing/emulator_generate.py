@@ -14,17 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 from dropzone.names import InvalidNameError, parse_name
 from dropzone.testing.emulator_gojson import go_time
-from dropzone.testing.emulator_http import BodyError, Handler, parse_json_body
+from dropzone.testing.emulator_http import Handler, parse_json_body, read_body
 
 if TYPE_CHECKING:
     from dropzone.testing.emulator_app import App
 
 
 def generate(app: App, h: Handler) -> None:
-    try:
-        raw = h.body.read_all()
-    except BodyError as exc:
-        h.respond_error(400, str(exc))
+    raw = read_body(h)
+    if raw is None:
         return
     req, error = parse_json_body(raw)
     if error is not None or not isinstance(req, dict):

@@ -371,6 +371,16 @@ def _linger(sock: socket.socket) -> None:
         pass
 
 
+def read_body(h: Handler) -> bytes | None:
+    """The request body, or None once a 400 with the reason has been answered (a body that
+    breaks its framing: a bad chunk, a short Content-Length)."""
+    try:
+        return h.body.read_all()
+    except BodyError as exc:
+        h.respond_error(400, str(exc))
+        return None
+
+
 def parse_json_body(raw: bytes) -> tuple[Any, str | None]:
     """Go's ``json.Decoder.Decode`` of the first value: (value, error text or None).
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from dropzone.names import InvalidNameError, Name, parse_name
 from dropzone.testing.emulator_gguf import GGUFError, GGUFHeader, read_header
 from dropzone.testing.emulator_gojson import go_time, go_value
-from dropzone.testing.emulator_http import BodyError, Handler, parse_json_body
+from dropzone.testing.emulator_http import Handler, parse_json_body, read_body
 from dropzone.testing.emulator_request import COPY_FIELDS, DELETE_FIELDS, SHOW_FIELDS, bind
 from dropzone.testing.store import (
     ADAPTER,
@@ -163,10 +163,8 @@ def tags(app: App, h: Handler) -> None:
 
 
 def _bind(h: Handler, struct: str, fields: dict[str, str]) -> dict[str, Any] | None:
-    try:
-        raw = h.body.read_all()
-    except BodyError as exc:
-        h.respond_error(400, str(exc))
+    raw = read_body(h)
+    if raw is None:
         return None
     value, error = parse_json_body(raw)
     bound: dict[str, Any] = {}
