@@ -469,6 +469,18 @@ def sequential_case(
     return created - closed, phases
 
 
+def prepare_source(work: Path, size: int, rate_mb_s: float) -> tuple[Path, int, str, float, str]:
+    """The GGUF to copy in, warm in the page cache: (path, its size, its digest, the copy rate
+    in bytes/s (0: full speed), that rate as a label)."""
+    # source + the copy in the drop folder + the uploaded blob + the server's validated copy
+    check_space(work, 4 * size)
+    src = work / "source.gguf"
+    made = make_gguf_like(src, size)
+    warm(src)
+    rate = rate_mb_s * 1e6
+    return src, made, sha256_file(src), rate, f"{rate_mb_s:g} MB/s" if rate else "full speed"
+
+
 def add_source_argument(parser: argparse.ArgumentParser) -> None:
     """``--src`` (which daemon) and ``--emulator-as-is`` (see ``EMULATOR``)."""
     parser.add_argument(
@@ -523,14 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     totals: dict[str, list[float]] = {name: [] for name in cases}
     phases: dict[str, dict[str, list[float]]] = {name: {} for name in cases}
     with workdir(args.dir, "bench-e2e-") as work:
-        # source + the copy in the drop folder + the uploaded blob + the server's validated copy
-        check_space(work, 4 * args.size)
-        src = work / "source.gguf"
-        size = make_gguf_like(src, args.size)
-        warm(src)
-        want = sha256_file(src)
-        rate = args.rate * 1e6
-        label = f"{args.rate:g} MB/s" if rate else "full speed"
+        src, size, want, rate, label = prepare_source(work, args.size, args.rate)
         print(f"\n== {fmt_size(args.size)} GGUF ({size:,} B) + TOML sidecar, copied at {label},"
               f" settle_seconds={args.settle:g}")  # fmt: skip
         run = 0

@@ -34,19 +34,16 @@ from pathlib import Path
 
 from common import (
     MiB,
-    check_space,
     fmt_size,
     parse_size,
     print_header,
     print_ratio,
     quiet_logs,
-    warm,
     workdir,
 )
-from end_to_end import SIDECAR, Case, DaemonRun, at, sequential_case, span
-from hash_follow import Copy, make_gguf_like
+from end_to_end import SIDECAR, Case, DaemonRun, at, prepare_source, sequential_case, span
+from hash_follow import Copy
 
-from dropzone.hashing import sha256_file
 from dropzone.testing.cowfs import CowUnavailableError, loop_mounted_cow
 
 BAR_PLACED = 0.5  # reflink, link: close -> model <= 0.5x sequential
@@ -151,13 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parent = args.dir or Path(os.environ.get("TMPDIR", "/tmp"))
     reflink = contextlib.nullcontext(None) if args.no_reflink else cow_work(parent, args.size)
     with workdir(args.dir, "bench-local-") as work, reflink as cow:
-        check_space(work, 4 * args.size)
-        src = work / "source.gguf"
-        size = make_gguf_like(src, args.size)
-        warm(src)
-        want = sha256_file(src)
-        rate = args.rate * 1e6
-        label = f"{args.rate:g} MB/s" if rate else "full speed"
+        src, size, want, rate, label = prepare_source(work, args.size, args.rate)
         where = "a loop-mounted XFS" if cow else "-"
         print(f"\n== {fmt_size(args.size)} GGUF ({size:,} B) + TOML sidecar, copied at {label},"
               f" settle_seconds={args.settle:g}; reflink case on {where}")  # fmt: skip
