@@ -22,6 +22,7 @@ from dropzone.errors import OllamaError
 from dropzone.identity import FileKey
 from dropzone.importer import Host
 from dropzone.model import Recipe
+from dropzone.safeopen import matches
 from dropzone.state import ArtifactRow, HostState, StateStore
 
 log = structlog.get_logger("dropzone.policies")
@@ -89,7 +90,9 @@ def apply_on_success(
         return
     files = owned_files(recipe, identities)
     present = {p: k for p, k in files.items() if os.path.lexists(p)}
-    changed = [p for p, k in present.items() if not _is(p, k)]
+    # ``matches`` looks at the path itself: a symlink is never removed (what was hashed is its
+    # target, which may be another artifact's file).
+    changed = [p for p, k in present.items() if not matches(p, k)]
     if changed:
         log.info(
             "artifact.cleanup_skipped",
@@ -131,15 +134,6 @@ def apply_on_success(
         files=len(done),
         kept_for_others=kept,
     )
-
-
-def _is(path: Path, key: FileKey) -> bool:
-    """``path`` itself is a regular file with identity ``key``. A symlink is never removed:
-    what was hashed is its target, which may be another artifact's file."""
-    try:
-        return FileKey.from_stat(os.lstat(path)) == key
-    except OSError:
-        return False
 
 
 def apply_on_removed(
