@@ -1,4 +1,5 @@
 """Test support: the Ollama API emulator and builders for test artifacts.
 
-Needs the ``test`` extra (``gguf``, ``safetensors``, ``numpy``).
+The emulator (``python -m dropzone.testing.ollama``) needs only the product's dependencies;
+``builders`` needs the ``test`` extra (``gguf``, ``safetensors``, ``numpy``) to make inputs.
 """

@@ -3,8 +3,10 @@
 Why not ``gguf.GGUFReader``: it memory-maps the whole file and raises an opaque ``ValueError``
 when tensor data is cut short, so it cannot tell "header fine, data truncated" (which a pre-0.30
 server accepts and a v0.30+ server rejects) from "corrupt header". This reader reads only the
-header with ``struct``; it uses the ``gguf`` package just for its type-size table. It is
-written independently of dropzone's own header reader on purpose, so each checks the other.
+header with ``struct``. It shares only the ggml type table (``dropzone.ggml_types``) with
+dropzone's own header reader: it keeps what that reader deliberately does not (every array
+value, each entry's raw bytes for rewriting), and being walked independently, each checks the
+other. Neither ``gguf`` nor ``numpy`` is needed: the emulator installs with the product.
 
 The writer copies tensor data byte for byte from source files; it serves the emulator's
 stand-ins for llama-quantize (validation copy, quantization), split-shard merging and the
@@ -13,14 +15,14 @@ safetensors converter.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import numpy as np
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+from dropzone.ggml_types import GGML_TYPES
 
 MAGICS = (b"GGUF", b"FUGG")  # Go checks the little-endian word and its byte-swapped form
 DEFAULT_ALIGNMENT = 32
@@ -73,10 +75,8 @@ class TensorInfo:
 
     @property
     def type_name(self) -> str:
-        try:
-            return GGMLQuantizationType(self.ggml_type).name
-        except ValueError:
-            return f"type{self.ggml_type}"
+        known = GGML_TYPES.get(self.ggml_type)
+        return known.name if known else f"type{self.ggml_type}"
 
 
 @dataclass(frozen=True)
@@ -140,11 +140,23 @@ class GGUFHeader:
 
 
 def tensor_nbytes(ggml_type: int, n_elements: int) -> int:
-    try:
-        block, size = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
-    except (ValueError, KeyError):
-        raise GGUFError(f"invalid tensor type {ggml_type}") from None
-    return n_elements // block * size
+    known = GGML_TYPES.get(ggml_type)
+    if known is None:
+        raise GGUFError(f"invalid tensor type {ggml_type}")
+    return n_elements // known.block_size * known.type_size
+
+
+def shortest_float32(value: float) -> float:
+    """The float32 ``value`` with the fewest decimal digits that still round-trip to it, as
+    Go prints a float32: 1e-05 rather than 9.99999974e-06."""
+    if not math.isfinite(value):
+        return value
+    packed = struct.pack("<f", value)
+    for digits in range(1, 10):
+        candidate = float(f"{value:.{digits}g}")
+        if struct.pack("<f", candidate) == packed:
+            return candidate
+    return value
 
 
 def has_magic(prefix: bytes) -> bool:
@@ -184,7 +196,7 @@ class _Reader:
             raise GGUFError(f"invalid type: {vtype}")
         value = self.unpack(fmt)
         if vtype == T_FLOAT32:  # keep float32's shortest digits (1e-05, not 9.99999974e-06)
-            return float(str(np.float32(value)))
+            return shortest_float32(value)
         return value
 
 

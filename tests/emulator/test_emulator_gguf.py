@@ -14,6 +14,7 @@ from dropzone.testing.emulator_gguf import (
     GGUFError,
     read_header,
     rewrite_entries,
+    shortest_float32,
     tensor_sources,
     write_gguf,
 )
@@ -65,3 +66,14 @@ def test_rewrite_keeps_tensors_and_adds_metadata(tmp_path: Path) -> None:
     for old, new in zip(before.tensors, after.tensors, strict=True):
         assert old.name == new.name
         assert np.array_equal(old.data, new.data)
+
+
+def test_float32_values_print_as_numpy_prints_them() -> None:
+    # The emulator no longer imports numpy (issue 15): its shortest float32 digits must agree.
+    rng = np.random.default_rng(0)
+    samples = [1e-5, 1e-6, 0.1, 1 / 3, 10000.0, 1e30, -2.5e-12, 0.0, 500000.0]
+    samples += [float(x) for x in rng.standard_normal(500).astype(np.float32)]
+    samples += [float(x) for x in (rng.random(500) * 10.0 ** rng.integers(-20, 20, 500))]
+    for value in samples:
+        as_f32 = float(np.float32(value))
+        assert shortest_float32(as_f32) == float(str(np.float32(value))), value
