@@ -125,8 +125,12 @@ class Daemon:
         env: Mapping[str, str],
         once: bool = False,
         progress: Progress | None = None,
+        endpoints: Mapping[str, str] | None = None,
     ) -> None:
+        """``endpoints`` maps a host's URL to where it really answers: the bundled emulator's
+        port for an ``emulator:`` host (its URL stays its identity in the store and events)."""
         self.settings = settings
+        endpoints = endpoints or {}
         self.drop_dir = Path(settings.drop_dir).absolute()
         self.once = once
         self.state = StateStore.open(Path(settings.state_dir))
@@ -146,7 +150,12 @@ class Daemon:
         self.hosts = [
             Host(
                 h.url,
-                OllamaClient(h.url, http, headers=h.header_values(), timeouts=timeouts),
+                OllamaClient(
+                    endpoints.get(h.url, h.url),
+                    http,
+                    headers=h.header_values(),
+                    timeouts=timeouts,
+                ),
                 placer=placer_for(h.url, h.models_dir, h.local_import_mode, settings.on_success),
             )
             for h, http in zip(settings.ollama_hosts, self._http, strict=True)

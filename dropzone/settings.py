@@ -42,6 +42,7 @@ DEFAULT_CONFIG_PATH = Path("/etc/dropzone/dropzone.toml")
 ENV_PREFIX = "DROPZONE_"
 CONFIG_ENV = "DROPZONE_CONFIG"
 OLLAMA_DEFAULT_PORT = 11434
+EMULATOR_PREFIX = "emulator:"
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HOST_CHARS = re.compile(r"[A-Za-z0-9._~%-]+")
@@ -84,6 +85,29 @@ def normalize_host(text: str) -> str:
     joined = f"[{host}]" if ":" in host else host
     path = path.strip("/")
     return f"{scheme}://{joined}:{port}" + (f"/{path}" if path else "")
+
+
+def _emulator_url(text: str) -> str:
+    """``emulator:./emulator`` → ``emulator:/abs/emulator``: the folder is read from the working
+    directory, as the other relative paths of ``config/local.toml`` are; the absolute form is
+    the host's identity in the state store, whatever port the emulator gets."""
+    folder = text.removeprefix(EMULATOR_PREFIX).strip()
+    if not folder:
+        raise ValueError("emulator: needs the folder of its model store, like emulator:./emulator")
+    return EMULATOR_PREFIX + str(Path(folder).expanduser().absolute())
+
+
+def emulator_refusal(env: Mapping[str, str], config: Path | None, system: Path) -> str | None:
+    """Why the bundled emulator may not serve this run, or None. It is for trying dropzone out:
+    a service (systemd hands it ``NOTIFY_SOCKET``) or the system configuration means
+    production, where models made in a local folder would be lost to every client."""
+    if env.get("NOTIFY_SOCKET"):
+        return "NOTIFY_SOCKET is set (dropzone runs as a systemd service)"
+    if config is not None:
+        where = config.expanduser().absolute()
+        if where == system.absolute() or where.is_relative_to(DEFAULT_CONFIG_PATH.parent):
+            return f"{config} is the system configuration"
+    return None
 
 
 def split_userinfo(url: str) -> tuple[str, str | None]:
@@ -183,7 +207,17 @@ class OllamaHost(BaseModel):
     @field_validator("url", mode="before")
     @classmethod
     def _normalize(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().startswith(EMULATOR_PREFIX):
+            return _emulator_url(value.strip())
         return normalize_host(value) if isinstance(value, str) else value
+
+    @property
+    def emulator_store(self) -> Path | None:
+        """The store folder of the bundled emulator this host names (``emulator:DIR``), which
+        the daemon starts in-process; None for a real server."""
+        if not self.url.startswith(EMULATOR_PREFIX):
+            return None
+        return Path(self.url.removeprefix(EMULATOR_PREFIX))
 
     @field_validator("headers")
     @classmethod
@@ -351,8 +385,8 @@ class Settings(BaseSettings):
     # -- running it across a fleet (issue 16) --------------------------------------------
     metrics_listen: str = _field(
         "",
-        "serve Prometheus metrics on this address: \"127.0.0.1:9464\" or a Unix socket path;"
-        " empty = off; every interface only if written so (\"0.0.0.0:9464\")",
+        'serve Prometheus metrics on this address: "127.0.0.1:9464" or a Unix socket path;'
+        ' empty = off; every interface only if written so ("0.0.0.0:9464")',
         type_text="address",
         fix='"" (off), "127.0.0.1:9464", "[::1]:9464" or an absolute Unix socket path',
     )
@@ -394,7 +428,7 @@ class Settings(BaseSettings):
     webhook_headers: dict[str, SecretStr] = _field(
         {},
         "extra headers for the webhook (a shared secret); keep them in dropzone.env as"
-        " DROPZONE_WEBHOOK_HEADERS='{\"X-Token\": \"…\"}'",
+        ' DROPZONE_WEBHOOK_HEADERS=\'{"X-Token": "…"}\'',
         type_text="table",
         fix='a table of header names to one-line values, e.g. {X-Token = "…"}',
     )
@@ -555,6 +589,15 @@ def load_settings(
         settings = Settings(**values)
     except ValidationError as e:
         problems.extend(_describe(err, values, origin) for err in e.errors())
+    else:
+        emulators = [h.url for h in settings.ollama_hosts if h.emulator_store is not None]
+        refusal = emulator_refusal(env, path, default_config_path) if emulators else None
+        if refusal is not None:
+            problems.append(
+                f"ollama_hosts: the bundled emulator is for local trials only, and {refusal}"
+                f" ({emulators[0]}, from {origin.get('ollama_hosts', 'the defaults')});"
+                ' fix: name a real Ollama server, such as "http://127.0.0.1:11434"'
+            )
     if problems:
         raise ConfigError(problems)
     return settings
@@ -611,8 +654,9 @@ def _read_env(env: Mapping[str, str], problems: list[str]) -> tuple[dict[str, An
                 found[key] = json.loads(raw)
             except json.JSONDecodeError as e:
                 # Never the raw value: it carries the secret.
-                problems.append(f"{key}: is not a JSON table ({e.msg}) (from {name});"
-                                f" fix: {_fix(key)}")
+                problems.append(
+                    f"{key}: is not a JSON table ({e.msg}) (from {name}); fix: {_fix(key)}"
+                )
                 continue
             where[key] = name
             continue

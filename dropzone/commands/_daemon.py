@@ -12,6 +12,7 @@ from pathlib import Path
 from dropzone.commands._common import EXIT_CONFIG, flag_overrides, load, report_config_error
 from dropzone.daemon import Daemon
 from dropzone.errors import ConfigError
+from dropzone.local_emulator import local_emulators
 from dropzone.logs import configure_logging
 from dropzone.progress import Progress
 from dropzone.storelock import lock_store
@@ -41,13 +42,15 @@ def open_daemon(args: argparse.Namespace, *, once: bool) -> Iterator[Daemon | in
         report_config_error(exc)
         yield EXIT_CONFIG
         return
-    with lock:
+    with lock, local_emulators(settings) as endpoints:
         try:
             # Bars only when a person watches the terminal and the logs are not JSON for a
             # machine.
             tty = sys.stderr.isatty() and settings.log_format != "json"
             progress = Progress(sys.stderr if tty else None, interval=settings.progress_seconds)
-            daemon = Daemon(settings, env=os.environ, once=once, progress=progress)
+            daemon = Daemon(
+                settings, env=os.environ, once=once, progress=progress, endpoints=endpoints
+            )
         except ConfigError as exc:
             report_config_error(exc)
             yield EXIT_CONFIG

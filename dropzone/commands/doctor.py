@@ -96,6 +96,10 @@ def diagnose(settings: Settings) -> Iterator[Finding]:
 
 def check_host(host: OllamaHost, shards: Sequence[str]) -> Finding:
     name = f"ollama {host.url}"
+    if host.emulator_store is not None:
+        # Nothing to reach: "dropzone run" starts it in-process, for local trials only.
+        detail = f"the bundled emulator, started by dropzone run; models in {host.emulator_store}"
+        return Finding(name, Status.OK, detail)
     try:
         with make_http_client(verify=host.verify) as http:
             version = OllamaClient(

@@ -41,6 +41,7 @@ class DropzoneProcess:
         env: Mapping[str, str],
         stderr_path: Path,
         program: Sequence[str] = (sys.executable, "-m", "dropzone"),
+        cwd: Path | None = None,
     ) -> None:
         self.args = list(args)
         self._stderr_path = stderr_path
@@ -55,6 +56,7 @@ class DropzoneProcess:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
+            cwd=cwd,
         )
         self._reader = threading.Thread(target=self._read, name="dropzone-stdout", daemon=True)
         self._reader.start()

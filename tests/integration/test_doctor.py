@@ -390,3 +390,15 @@ def test_a_file_on_another_file_system_needs_its_size_free() -> None:
     assert short.status is Status.PROBLEM
     assert "mnt/big.gguf" in short.detail
     assert space_finding(free=1000, target_dev=7, files=files).status is Status.OK
+
+
+def test_the_bundled_emulator_host_is_not_probed_but_named_with_its_store(
+    tmp_path: Path, drop: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Started by "dropzone run" only (issue 15): there is no server to reach before that.
+    store = tmp_path / "emulator"
+    config = write_config(tmp_path, ollama_hosts=[f"emulator:{store}"])
+    _, findings = doctor(capsys, config)
+    host = finding(findings, f"ollama emulator:{store}")
+    assert host["status"] == "ok"
+    assert str(store) in host["detail"]

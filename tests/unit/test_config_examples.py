@@ -79,7 +79,8 @@ def test_local_configuration_uses_folders_relative_to_the_working_directory(
     loaded = load_settings(config_path=LOCAL, env={})
     assert loaded.drop_dir == tmp_path / "drop"
     assert loaded.state_dir == tmp_path / "state"
-    assert [host.url for host in loaded.ollama_hosts] == ["http://127.0.0.1:11434"]
+    # The bundled emulator, its store next to the others: no Ollama needed (issue 15).
+    assert [host.emulator_store for host in loaded.ollama_hosts] == [tmp_path / "emulator"]
     others = set(tomllib.loads(LOCAL.read_text())) - {"drop_dir", "state_dir", "ollama_hosts"}
     assert others == set()  # everything else keeps the defaults documented in dropzone.toml
 
