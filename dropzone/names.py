@@ -6,6 +6,7 @@ a name the server would refuse before uploading anything.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -77,6 +78,57 @@ def parse_name(text: str) -> Name:
         if not value.isascii() or not _PART_RE[part].fullmatch(value):
             raise InvalidNameError(f"invalid model name {text!r}: bad {part} {value!r}")
     return name
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A name that refers to a model (``modelref.ParseRef``): ``base`` is the text without its
+    spaces and source suffix, ``source`` ``"local"``, ``"cloud"`` or None (unspecified)."""
+
+    base: str
+    source: str | None
+    name: Name
+
+
+MODEL_REQUIRED = "model is required"
+CONFLICTING_SOURCES = "use either :local or :cloud, not both"
+
+
+def parse_ref(text: str) -> Ref:
+    """A reference to a model as the server reads one (the ``from`` of a create; show,
+    generate, delete, pull): surrounding spaces trimmed, then a ``:local`` or ``:cloud`` (or
+    legacy ``-cloud``) suffix taken off, then ``parse_name``. Unlike the name a create
+    makes, which the server parses as sent (``parse_name``). InvalidNameError with the
+    server's text for an empty name or two suffixes."""
+    raw = text.strip()
+    if not raw:
+        raise InvalidNameError(MODEL_REQUIRED)
+    base, source = _source_suffix(raw)
+    if source is not None and _source_suffix(base)[1] is not None:
+        raise InvalidNameError(f"{CONFLICTING_SOURCES}: {json.dumps(raw, ensure_ascii=False)}")
+    return Ref(base, source, parse_name(base))
+
+
+def _source_suffix(raw: str) -> tuple[str, str | None]:
+    head, colon, suffix = raw.rpartition(":")
+    if not colon:
+        return raw, None
+    word = suffix.strip().lower()
+    if word in ("local", "cloud"):
+        return head, word
+    # The legacy form "model:tag-cloud" is the cloud model "model:tag"; a "/" after the last
+    # colon means that colon belonged to a host, not a tag.
+    if "/" not in suffix and word.endswith("-cloud"):
+        return f"{head}:{suffix.strip()[: -len('-cloud')]}", "cloud"
+    return raw, None
+
+
+def is_valid_ref(text: str) -> bool:
+    try:
+        parse_ref(text)
+    except InvalidNameError:
+        return False
+    return True
 
 
 def is_valid_name(text: str) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from dropzone.errors import Problem
-from dropzone.names import is_valid_name
+from dropzone.names import is_valid_ref
 
 # A FROM value with one of these endings names a file; a miss is a typo, not a registry model.
 _FILE_SUFFIXES = (".gguf", ".safetensors", ".bin", ".pth", ".json")
@@ -115,7 +115,7 @@ def resolve_from(
         return resolve_inside(
             value, base_dir=base_dir, drop_dir=drop_dir, source=source, key=key, line=line
         )
-    if is_valid_name(value):
+    if is_valid_ref(value):  # as the server reads a FROM: trimmed, ':local' taken off
         return value
     return Problem(
         source,

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from dropzone.errors import Problem
 from dropzone.model import Recipe
-from dropzone.names import InvalidNameError, parse_name
+from dropzone.names import InvalidNameError, parse_name, parse_ref
 
 Key = tuple[str, ...]
 
@@ -27,7 +27,13 @@ def model_key(name: str) -> Key | None:
 def base_key(recipe: Recipe) -> Key | None:
     """The key of the model ``recipe`` is made from, if it names one."""
     base = recipe.fields.get("from")
-    return model_key(base) if isinstance(base, str) else None
+    if not isinstance(base, str):
+        return None
+    try:
+        # Read as the server reads a FROM: " base " and "base:local" are the model base.
+        return parse_ref(base).name.key()
+    except InvalidNameError:
+        return None
 
 
 def _shown(name: str) -> str:

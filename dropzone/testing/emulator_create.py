@@ -35,6 +35,7 @@ from dropzone.testing.emulator_gguf import (
 from dropzone.testing.emulator_gojson import go_json, go_json_line, human_number
 from dropzone.testing.emulator_http import AbortError, Handler, parse_json_body, read_body
 from dropzone.testing.emulator_pull import pull
+from dropzone.testing.emulator_refs import INVALID, RefError, local_ref
 from dropzone.testing.emulator_request import (
     CREATE_FIELDS,
     bind,
@@ -239,9 +240,11 @@ class Pipeline:
 
     def _from_model(self, config: Config) -> list[WeightLayer]:
         try:
-            base_name = self.store.existing_name(parse_name(self.req.from_))
-        except InvalidNameError:
-            raise CreateFailureError("invalid model name", 400) from None
+            base_name = self.store.existing_name(local_ref(self.req.from_))
+        except RefError as exc:
+            # The create answers any reference it cannot use with one text (create.go).
+            status = exc.status
+            raise CreateFailureError(INVALID if status == 400 else exc.message, status) from None
         base = self.store.load(base_name)
         if base is None:  # the server pulls it from the registry, inside this stream
             pull(self.store, self.registry, base_name, self.emit)

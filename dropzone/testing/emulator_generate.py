@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from dropzone.names import InvalidNameError, parse_name
 from dropzone.testing.emulator_gojson import go_time
 from dropzone.testing.emulator_http import Handler, parse_json_body, read_body
+from dropzone.testing.emulator_refs import RefError, local_ref
 
 if TYPE_CHECKING:
     from dropzone.testing.emulator_app import App
@@ -33,9 +33,9 @@ def generate(app: App, h: Handler) -> None:
         h.respond_error(400, "model is required")
         return
     try:
-        name = app.store.existing_name(parse_name(text))
-    except InvalidNameError:
-        h.respond_error(400, "invalid model name")
+        name = app.store.existing_name(local_ref(text))
+    except RefError as exc:
+        h.respond_error(exc.status, exc.message)
         return
     if app.store.load(name) is None:
         h.respond_error(404, f"model '{name.display_shortest()}' not found")

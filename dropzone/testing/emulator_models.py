@@ -13,6 +13,7 @@ from dropzone.names import InvalidNameError, Name, parse_name
 from dropzone.testing.emulator_gguf import GGUFError, GGUFHeader, read_header
 from dropzone.testing.emulator_gojson import go_time, go_value
 from dropzone.testing.emulator_http import Handler, parse_json_body, read_body
+from dropzone.testing.emulator_refs import RefError, local_ref, pull_ref
 from dropzone.testing.emulator_request import COPY_FIELDS, DELETE_FIELDS, SHOW_FIELDS, bind
 from dropzone.testing.store import (
     ADAPTER,
@@ -184,9 +185,9 @@ def show(app: App, h: Handler) -> None:
     if text is None:
         return
     try:
-        name = app.store.existing_name(parse_name(text))
-    except InvalidNameError:
-        h.respond_error(400, "invalid model name")
+        name = app.store.existing_name(local_ref(text))
+    except RefError as exc:
+        h.respond_error(exc.status, exc.message)
         return
     stored = app.store.load(name)
     if stored is None:
@@ -280,8 +281,10 @@ def delete(app: App, h: Handler) -> None:
     text = _model_field(h, req)
     if text is None:
         return
-    name = _parse_or_400(h, text, "name")
-    if name is None:
+    try:
+        name = pull_ref(text, invalid=f"name {_go_q(text)} is invalid")
+    except RefError as exc:
+        h.respond_error(exc.status, exc.message)
         return
     with app.store.lock:
         stored = app.store.load(app.store.existing_name(name))

@@ -103,6 +103,9 @@ def test_a_symlinked_drop_folder_still_contains_its_files(drop: Path, tmp_path: 
         ("llama3.2", "llama3.2"),  # nothing there: a model name
         ("user/model:tag", "user/model:tag"),
         ("hf.co/org/repo:Q4_K_M", "hf.co/org/repo:Q4_K_M"),
+        # The server trims a FROM and takes ":local" off it (modelref.ParseRef, issue 15).
+        (" llama3.2 ", " llama3.2 "),
+        ("llama3.2:1b:local", "llama3.2:1b:local"),
     ],
 )
 def test_from_is_a_path_if_it_exists_else_a_name(drop: Path, value: str, expected: str) -> None:
@@ -119,6 +122,7 @@ def test_from_is_a_path_if_it_exists_else_a_name(drop: Path, value: str, expecte
         ("/abs/model", "absolute path"),
         ("bad name!", "invalid model name: bad name!"),
         ("", "FROM is empty"),
+        ("base:cloud:local", "invalid model name: base:cloud:local"),
     ],
 )
 def test_from_refusals(drop: Path, value: str, message: str) -> None:
