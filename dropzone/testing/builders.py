@@ -109,13 +109,17 @@ def build_adapter_gguf(path: Path, *, arch: str = "llama", seed: int = 1) -> Pat
     )
 
 
-def build_mmproj_gguf(path: Path, *, seed: int = 2) -> Path:
-    """A vision projector GGUF (``general.type = mmproj``, ``v.*`` tensors)."""
+def build_mmproj_gguf(path: Path, *, seed: int = 2, projector_type: str | None = None) -> Path:
+    """A vision projector GGUF (``general.type = mmproj``, ``v.*`` tensors); without a
+    ``projector_type`` a llava-style one, which the server gives the type "mlp"."""
+    extra: dict[str, Any] = {"clip.has_vision_encoder": True}
+    if projector_type is not None:
+        extra["clip.projector_type"] = projector_type
     return build_gguf(
         path,
         arch="clip",
         general_type="mmproj",
-        extra={"clip.has_vision_encoder": True},
+        extra=extra,
         tensor_prefix="v.blk.0",
         seed=seed,
     )

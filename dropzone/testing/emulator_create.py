@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dropzone.names import InvalidNameError, Name, parse_name
+from dropzone.testing.emulator_arch import MLP_KEY, arch_defaults, needs_mlp
 from dropzone.testing.emulator_config import Config, apply_info
 from dropzone.testing.emulator_gguf import (
     FILE_TYPE_VALUES,
@@ -59,6 +60,7 @@ from dropzone.testing.store import (
     MESSAGES,
     MODEL,
     PARAMS,
+    PROJECTOR,
     SYSTEM,
     TEMPLATE,
     Layer,
@@ -301,19 +303,13 @@ class Pipeline:
         req = self.req
         layers: list[Layer] = []
         quant = req.quantize.upper()
+        default_stop: list[str] | None = None
         for weight in weights:
-            w = weight
-            if w.header is not None:
-                is_model = w.layer.media_type == MODEL
-                text_only = not any(t.name.startswith(VISION_PREFIXES) for t in w.header.tensors)
-                if quant and is_model:
-                    w = self._quantize(w, quant, 500)
-                    assert w.header is not None
-                    config.file_type = w.header.file_type  # an inherited type is now stale
-                elif self.validate and w.from_files and is_model and text_only:
-                    w = self._validation_copy(w)
-                assert w.header is not None
-                self._derive_config(config, w.header)
+            w = self._prepare(weight, config, quant)
+            if w.header is not None and w.layer.media_type == MODEL:
+                stop = arch_defaults(config, w.header.architecture)
+                if stop and "stop" not in (req.parameters or {}):
+                    default_stop = stop
             layers.append(w.layer)
         if req.template:
             problem = template_problem(req.template)
@@ -331,6 +327,8 @@ class Pipeline:
                 if text:
                     layers.append(self.store.new_layer(text.encode(), LICENSE))
         params = dict(req.parameters or {})
+        if default_stop:
+            params["stop"] = default_stop
         for layer in layers:
             if layer.media_type == PARAMS:
                 inherited = json.loads(self.store.blob_path(layer.digest).read_bytes())
@@ -349,6 +347,27 @@ class Pipeline:
                 self.emit({"status": layer.status})
         self.emit({"status": "writing manifest"})
         self.store.write_manifest(self.name, config_layer, layers)
+
+    def _prepare(self, w: WeightLayer, config: Config, quant: str) -> WeightLayer:
+        """One weights layer as the create stores it: quantized, or given the validation
+        copy, or (a projector) its default type; its metadata folded into ``config``."""
+        if w.header is None:
+            return w
+        is_model = w.layer.media_type == MODEL
+        text_only = not any(t.name.startswith(VISION_PREFIXES) for t in w.header.tensors)
+        if quant and is_model:
+            w = self._quantize(w, quant, 500)
+            assert w.header is not None
+            config.file_type = w.header.file_type  # an inherited type is now stale
+        elif self.validate and w.from_files and is_model and text_only:
+            w = self._validation_copy(w)
+        assert w.header is not None
+        if w.from_files and w.layer.media_type == PROJECTOR and needs_mlp(w.header):
+            updates = {MLP_KEY: (T_STRING, "mlp")}
+            w = self._rewrite(w, "updating GGUF projector metadata", updates, progress=False)
+        assert w.header is not None
+        self._derive_config(config, w.header)
+        return w
 
     def _replace(self, layers: list[Layer], media_type: str, data: bytes) -> list[Layer]:
         """``removeLayer`` (deleting blobs nothing references) then append a new layer."""
@@ -410,13 +429,21 @@ class Pipeline:
         }
         return self._rewrite(w, f"quantizing {source} model to {quant}", updates)
 
-    def _rewrite(self, w: WeightLayer, status: str, updates: dict[str, Any]) -> WeightLayer:
+    def _rewrite(
+        self, w: WeightLayer, status: str, updates: dict[str, Any], *, progress: bool = True
+    ) -> WeightLayer:
+        """A new GGUF with ``updates``: llama-quantize's copy (with its progress and check), or
+        with ``progress=False`` a metadata-only rewrite, announced by one status."""
         header = w.header
         assert header is not None
         path = self.store.blob_path(w.layer.digest)
         entries = rewrite_entries(header, updates)
+        if not progress:
+            self.emit({"status": status})
         temp = write_temp_gguf(self.store, "COPY", entries, tensor_sources(header, path), header)
-        self._progress(status, header, w.layer.size)
+        if progress:
+            self._progress(status, header, w.layer.size)
         layer = self.store.file_layer(temp, w.layer.media_type)  # no ``from``: a new file
-        self.emit({"status": "verifying conversion"})
+        if progress:
+            self.emit({"status": "verifying conversion"})
         return WeightLayer(layer, parse_gguf_blob(self.store.blob_path(layer.digest), 500))

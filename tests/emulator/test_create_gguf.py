@@ -21,7 +21,9 @@ def test_one_parsing_gguf_per_file_in_sorted_key_order_with_projector_detected(
     api: Api, emulator: Emulator
 ) -> None:
     model = api.gguf("model.gguf")
-    projector = api.upload_file(builders.build_mmproj_gguf(api.work / "mmproj.gguf"))
+    # A projector type given: no "mlp" rewrite (see test_create_arch_defaults).
+    built = builders.build_mmproj_gguf(api.work / "mmproj.gguf", projector_type="mlp")
+    projector = api.upload_file(built)
     reply = api.create(model="vision", files={"model.gguf": model, "mmproj.gguf": projector})
     assert reply.statuses[:2] == ["parsing GGUF", "parsing GGUF"]
     assert reply.statuses[-1] == "success"

@@ -66,7 +66,9 @@ def test_a_projector_shared_by_two_models_goes_only_after_both_are_made(
     folder = drop / "vision"
     build_gguf(folder / "Alpha.gguf", seed=1)
     build_gguf(folder / "Beta.gguf", seed=2)
-    proj_digest = _digest(build_mmproj_gguf(folder / "mmproj-shared.gguf"))
+    # Typed, so the server keeps it as uploaded (an untyped one is rewritten with "mlp").
+    shared = build_mmproj_gguf(folder / "mmproj-shared.gguf", projector_type="mlp")
+    proj_digest = _digest(shared)
     # One of the two creates fails once: that model is made after the other one's cleanup.
     emulator.faults.fail_next(1, status=500, path_prefix="/api/create")
     daemon = start(on_success="delete")
@@ -137,9 +139,7 @@ def test_a_shard_replaced_during_create_is_imported_as_a_new_version(
     assert emulator.faults.wait_held(1, timeout=15)
     newer = build_split_gguf(tmp_path / "v2", "Big", 3, tensor_elems=64)
     # One shard at a time, as a copy tool would, with other content in the middle one.
-    replacement = build_gguf(
-        tmp_path / "mid.gguf", split=(1, 3), seed=42, tensor_prefix="blk.1"
-    )
+    replacement = build_gguf(tmp_path / "mid.gguf", split=(1, 3), seed=42, tensor_prefix="blk.1")
     os.replace(replacement, shards[1])
     new_digest = _digest(shards[1])
     del newer
