@@ -208,6 +208,10 @@ def show_body(store: Store, stored: StoredModel, *, verbose: bool) -> dict[str, 
     if v.system:
         out["system"] = v.system
     out["details"] = details(v, lengths=False)
+    # An older server's config may lack the level: the GGUF's own type, if Ollama names it.
+    unknown = out["details"]["quantization_level"] in ("", "unknown")
+    if unknown and v.header is not None and v.header.file_type != "unknown":
+        out["details"]["quantization_level"] = v.header.file_type
     if v.messages:
         out["messages"] = [{"role": m.get("role"), "content": m.get("content")} for m in v.messages]
     out["model_info"] = model_info(v.header, verbose) if v.header else {}
