@@ -89,6 +89,7 @@ def test_probe_finds_native_events_on_a_local_disk(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []  # the probe file is cleaned up
 
 
+@pytest.mark.slow
 def test_no_native_events_falls_back_to_polling(tmp_path: Path) -> None:
     queue = ChangeQueue()
     w = Watcher(tmp_path, queue, probe=lambda _root: False)

@@ -414,6 +414,7 @@ print("probe ok")
 """
 
 
+@pytest.mark.slow
 def test_python_and_dropzone_run_under_memory_deny_write_execute(tmp_path: Path) -> None:
     machine = os.uname().machine
     if machine not in _ARCHES:
