@@ -40,9 +40,12 @@ def overflow_while_stopped(daemon: DropzoneProcess, flood: Path, then: Path) -> 
     """Stop ``daemon``, make at least twice the queue's capacity of events in ``flood`` (a
     watched hidden folder: the scan ignores it), build the GGUF ``then`` (its events are
     dropped: the queue is full), and let the daemon go on."""
+    limit = queue_limit()
+    if limit > 200_000:
+        pytest.skip(f"fs.inotify.max_queued_events = {limit}: too many files to overflow it")
     daemon.send(signal.SIGSTOP)
     try:
-        for n in range(queue_limit()):  # each file: IN_CREATE and IN_CLOSE_WRITE
+        for n in range(limit):  # each file: IN_CREATE and IN_CLOSE_WRITE
             os.close(os.open(flood / f"f{n:06d}", os.O_CREAT | os.O_WRONLY, 0o644))
         build_gguf(then)
     finally:
