@@ -251,17 +251,23 @@ class Daemon:
         self.watcher = Watcher(
             self.drop_dir,
             self.queue,
+            setting=self.settings.watch_mode,
             poll_interval=self.settings.poll_interval,
             ignore=self._ignored,
         )
         mode = self.watcher.start()
-        if self.watcher.fallback:
-            log.warning(
-                "watcher.fallback",
-                path=str(self.drop_dir),
-                poll_interval=2.0,
-                error="native file-system events do not arrive here; polling instead",
-            )
+        plan = self.watcher.plan
+        assert plan is not None
+        # One event: which mode and why. A warning when native events were wanted and could not
+        # be had (polling reacts up to an interval later and reads every folder each time).
+        (log.warning if plan.fallback else log.info)(
+            "watcher.mode",
+            path=str(self.drop_dir),
+            mode=plan.mode,
+            reason=plan.reason,
+            fs_type=self.watcher.fs_type,
+            poll_interval=plan.poll_interval or None,
+        )
         return mode
 
     def _trusted(self) -> bool:

@@ -69,8 +69,10 @@ def version_finding(name: str, version: str, shards: Sequence[str]) -> Finding:
     return Finding(name, Status.OK, f"version {version}")
 
 
-def fs_type_finding(mount: fsinfo.Mount | None, poll_interval: float) -> Finding:
-    """Pure: the advice for the drop folder's file system."""
+def fs_type_finding(
+    mount: fsinfo.Mount | None, poll_interval: float, watch_mode: str = "auto"
+) -> Finding:
+    """Pure: the advice for the drop folder's file system (``watch_mode`` as configured)."""
     name = "file system"
     if mount is None:
         return Finding(
@@ -83,11 +85,15 @@ def fs_type_finding(mount: fsinfo.Mount | None, poll_interval: float) -> Finding
     reason = fsinfo.polling_reason(mount.fs_type)
     if reason is None:
         return Finding(name, Status.OK, where)
-    if poll_interval > 0:
+    if poll_interval > 0 or watch_mode == "polling":
         return Finding(name, Status.OK, f"{where}: {reason}; polling as configured")
-    return Finding(
-        name, Status.WARNING, f"{where}: {reason}", f"set poll_interval = {SUGGESTED_POLL}"
-    )
+    if fsinfo.remote_writes_unseen(mount.fs_type) is None:
+        fix = f"set poll_interval = {SUGGESTED_POLL}"  # overlay: only a hint, not a decision
+    elif watch_mode == "auto":
+        return Finding(name, Status.OK, f"{where}: {reason}; polled (watch_mode = auto)")
+    else:
+        fix = 'set watch_mode = "auto" (polls here) or "polling"'
+    return Finding(name, Status.WARNING, f"{where}: {reason}", fix)
 
 
 def check_inotify(

@@ -100,11 +100,12 @@ def mount_of(path: str, mounts: Sequence[Mount]) -> Mount | None:
     return best
 
 
-def file_system_of(path: Path, mountinfo: Path = MOUNTINFO) -> Mount | None:
+def file_system_of(path: Path, mountinfo: Path | None = None) -> Mount | None:
     """The mount holding ``path`` (or its nearest existing parent); None if mountinfo is
-    unreadable."""
+    unreadable. ``MOUNTINFO`` is read at call time: tests point it at a mount table of their
+    own to stand a folder on NFS without an NFS server."""
     try:
-        text = mountinfo.read_text(encoding="utf-8", errors="surrogateescape")
+        text = (mountinfo or MOUNTINFO).read_text(encoding="utf-8", errors="surrogateescape")
     except OSError:
         return None
     return mount_of(str(existing_ancestor(path).resolve()), parse_mountinfo(text))
@@ -123,6 +124,18 @@ def polling_reason(fs_type: str) -> str | None:
     if fs_type.startswith("fuse"):  # fuse, fuseblk, fuse.sshfs, fuse.rclone, …
         return _FUSE_REASON
     return _POLLING_REASONS.get(fs_type)
+
+
+def remote_writes_unseen(fs_type: str) -> str | None:
+    """Why native events would miss writes made elsewhere on ``fs_type``, or None.
+
+    Narrower than ``polling_reason``: an overlay mount (a container's root) does raise events
+    for every write made through it, which is how files reach a container's drop folder, so
+    only the types whose writers are other machines (or the VM host) count here.
+    """
+    if fs_type == "overlay":
+        return None
+    return polling_reason(fs_type)
 
 
 @dataclass(frozen=True)

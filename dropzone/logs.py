@@ -26,8 +26,16 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
 # httpx logs every request at INFO ("HTTP Request: HEAD …"): a flood in the journal during an
 # import. httpcore's DEBUG trace is noise at any level dropzone offers.
 # watchdog logs every raw inotify event at DEBUG (~10 a second during a copy, issue 15): its
-# warnings (a queue overflow) help an operator, its debug lines never do.
-QUIET_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING, "watchdog": logging.WARNING}
+# warnings (a polled share that cannot be read) help an operator, its debug lines never do.
+# Its inotify modules warn only of a queue overflow, which dropzone reports itself (one
+# ``watcher.overflow``), so they keep their errors only.
+QUIET_LOGGERS = {
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "watchdog": logging.WARNING,
+    "watchdog.observers.inotify": logging.ERROR,
+    "watchdog.observers.inotify_c": logging.ERROR,
+}
 # The console (issue 15): the fields an operator looks for first, in this order, and a cut for
 # values that would run a line to hundreds of characters.
 CONSOLE_HEAD = ("path", "model", "host")

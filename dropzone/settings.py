@@ -295,11 +295,20 @@ class Settings(BaseSettings):
         fix="a number of seconds, 0 or more",
         ge=0,
     )
+    watch_mode: Literal["auto", "native", "polling"] = _field(
+        "auto",
+        "auto = native file events on a local file system where a start-up probe sees them,"
+        " polling on NFS, SMB, FUSE and 9p (writes from other machines raise no events there)"
+        " or when inotify is refused; native / polling = always that",
+        type_text='"auto" | "native" | "polling"',
+        fix='one of "auto", "native", "polling"',
+    )
     poll_interval: float = _field(
         0.0,
-        "0 = native file events; N > 0 = poll every N seconds (NFS, SMB, FUSE)",
+        "seconds between polls when polling (0 = 2 s); N > 0 with watch_mode = auto also"
+        " chooses polling",
         type_text="seconds",
-        fix="0 for native events, or a number of seconds",
+        fix="0, or a number of seconds",
         ge=0,
     )
     rescan_interval: float = _field(
@@ -481,7 +490,9 @@ class Settings(BaseSettings):
             raise ValueError(f"{', '.join(duplicates)} listed more than once")
         return value
 
-    @field_validator("on_success", "on_removed", "log_format", "log_level", "verify", mode="before")
+    @field_validator(
+        "on_success", "on_removed", "log_format", "log_level", "verify", "watch_mode", mode="before"
+    )
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

@@ -8,7 +8,7 @@ duplicated event can delay work but never cause wrong work. No watchdog type lea
 from __future__ import annotations
 
 import contextlib
-import logging
+import errno
 import os
 import threading
 import uuid
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+import structlog
 from watchdog.events import (
     DirAttribEvent,
     DirCreatedEvent,
@@ -37,11 +38,14 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-log = logging.getLogger(__name__)
+from dropzone import fsinfo
+from dropzone.overflow import OverflowObserver
+from dropzone.watch_mode import WatchPlan, WatchSetting, decide, out_of_watches
 
-# watchdog rebuilds its inotify watches after a kernel queue overflow but tells no handler;
-# its warning record is the only signal, so a logging handler turns it into a rescan.
-_WATCHDOG_INOTIFY_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+log = structlog.get_logger("dropzone.watcher")
+
+# What the kernel answers when inotify runs out: watches (ENOSPC) or instances (EMFILE).
+_INOTIFY_REFUSALS = (errno.ENOSPC, errno.EMFILE)
 
 
 # Not "opened" nor "closed without writing": dropzone's own header reads would raise them by
@@ -149,16 +153,6 @@ class _Handler(FileSystemEventHandler):
             self._put(ChangeKind.CHANGED, event.src_path)
 
 
-class _OverflowSignal(logging.Handler):
-    def __init__(self, sink: ChangeQueue) -> None:
-        super().__init__(logging.WARNING)
-        self._sink = sink
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "overflow" in record.getMessage().lower():
-            self._sink.put(Change(ChangeKind.RESCAN))
-
-
 def native_events_work(root: Path, timeout: float = 2.0) -> bool:
     """Create a hidden probe file in ``root`` and report whether inotify tells us about it.
 
@@ -198,20 +192,30 @@ class Watcher:
         root: Path,
         sink: ChangeQueue,
         *,
+        setting: WatchSetting = "auto",
         poll_interval: float = 0,
         ignore: Callable[[Path], bool] = lambda _p: False,
         probe: Callable[[Path], bool] = native_events_work,
     ) -> None:
         self._root = root
         self._sink = sink
+        self._setting = setting
         self._poll_interval = poll_interval
         self._ignore = ignore
         self._probe = probe
         self._observer: BaseObserver | None = None
-        self._overflow = _OverflowSignal(sink)
-        self.mode = ""
-        self.fallback = False  # True when native events were asked for but did not arrive
+        self.plan: WatchPlan | None = None  # how and why, once started
+        self.fs_type: str | None = None
         self._identity: tuple[int, int] | None = None  # (dev, ino) of the folder watched
+
+    @property
+    def mode(self) -> str:
+        return self.plan.mode if self.plan else ""
+
+    @property
+    def fallback(self) -> bool:
+        """True when native events were wanted but could not be had."""
+        return self.plan is not None and self.plan.fallback
 
     def moved(self) -> bool:
         """True when ``root`` is no longer the folder being watched: deleted, or deleted and
@@ -224,34 +228,51 @@ class Watcher:
         return (st.st_dev, st.st_ino) != self._identity
 
     def start(self) -> str:
-        """Start watching; return the mode used: ``native`` or ``polling``."""
+        """Start watching; return the mode used: ``native`` or ``polling`` (``plan`` says why)."""
         st = os.stat(self._root)
         self._identity = (st.st_dev, st.st_ino)
-        if self._poll_interval > 0:
-            self._observer = PollingObserver(timeout=self._poll_interval)
-            self.mode = "polling"
-        elif self._probe(self._root):
-            self._observer = Observer()
-            self.mode = "native"
-        else:
-            self._observer = PollingObserver(timeout=2.0)
-            self.mode, self.fallback = "polling", True
-        for name in _WATCHDOG_INOTIFY_LOGGERS:
-            logging.getLogger(name).addHandler(self._overflow)
-        self._observer.schedule(
+        mount = fsinfo.file_system_of(self._root)
+        self.fs_type = mount.fs_type if mount else None
+        try:
+            plan = decide(
+                self._setting, self._poll_interval, self.fs_type, lambda: self._probe(self._root)
+            )
+            if plan.mode == "native":
+                self._observer = self._scheduled(OverflowObserver(self._overflowed))
+                self._observer.start()
+        except OSError as exc:
+            if exc.errno not in _INOTIFY_REFUSALS:
+                raise
+            self._observer = None
+            plan = out_of_watches(exc, self._poll_interval)
+        if plan.mode == "polling":
+            self._observer = self._scheduled(PollingObserver(timeout=plan.poll_interval))
+            self._observer.start()
+        self.plan = plan
+        return plan.mode
+
+    def _scheduled(self, observer: BaseObserver) -> BaseObserver:
+        observer.schedule(
             _Handler(self._sink, self._ignore),
             str(self._root),
             recursive=True,
             event_filter=list(_WANTED_EVENTS),
         )
-        self._observer.start()
-        return self.mode
+        return observer
+
+    def _overflowed(self) -> None:
+        # On watchdog's reading thread: a flag on the queue and one event, nothing slower.
+        log.warning(
+            "watcher.overflow",
+            path=str(self._root),
+            error="the kernel's inotify queue overflowed and events were lost;"
+            " looking at the whole drop folder again",
+        )
+        self._sink.put(Change(ChangeKind.RESCAN))
 
     def stop(self, timeout: float = 5.0) -> None:
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout)
             self._observer = None
-        for name in _WATCHDOG_INOTIFY_LOGGERS:
-            logging.getLogger(name).removeHandler(self._overflow)
         self._sink.wake()

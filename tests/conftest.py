@@ -18,6 +18,29 @@ settings.register_profile("dropzone", deadline=None, print_blob=True)
 settings.load_profile("dropzone")
 
 
+# The slow groups (every test in tests/e2e and tests/adversarial, the bench smoke tests, and
+# the ``slow`` ones that wait seconds by design), which a plain ``pytest`` leaves out so that
+# the core runs in about a minute; ``.ci/run`` runs each group after it (``pytest -m e2e`` …).
+# Naming a test, a file or a folder, or a marker expression, runs what it names.
+GROUPS = ("e2e", "adversarial", "bench", "slow")
+
+
+@pytest.hookimpl(trylast=True)  # after the folder conftests have marked their tests
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.option.markexpr or config.args_source is not pytest.Config.ArgsSource.TESTPATHS:
+        return
+    core = [i for i in items if not any(i.get_closest_marker(g) for g in GROUPS)]
+    if len(core) < len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in core])
+        items[:] = core
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if config.option.markexpr or config.args_source is not pytest.Config.ArgsSource.TESTPATHS:
+        return None
+    return f"the core only: {', '.join(GROUPS)} run with -m <group> (all of them: .ci/run)"
+
+
 @pytest.fixture
 def emulator(tmp_path: Path) -> Iterator[Emulator]:
     """An Ollama v0.33 emulator on a free loopback port, store in ``tmp_path/ollama``."""

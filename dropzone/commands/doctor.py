@@ -44,6 +44,7 @@ from dropzone.readonly_store import access_problem, connect_readonly, current_us
 from dropzone.scan_gguf import SHARD_RE
 from dropzone.settings import OllamaHost, Settings
 from dropzone.state import DB_NAME, MIGRATIONS, StateStore
+from dropzone.watch_mode import decide
 from dropzone.watcher import native_events_work
 
 PROBE_SECONDS = 2.0
@@ -85,7 +86,8 @@ def diagnose(settings: Settings) -> Iterator[Finding]:
     yield from drop_findings
     if survey is not None:
         yield from check_events(settings, access.writable)
-        yield from check_inotify(settings.poll_interval, survey, fsinfo.read_inotify_limits())
+        polled = _polled_every(settings, fsinfo.file_system_of(settings.drop_dir))
+        yield from check_inotify(polled, survey, fsinfo.read_inotify_limits())
         if settings.on_success == "move":
             yield check_space(drop, survey, files)
     yield check_state(settings.state_dir)
@@ -243,13 +245,26 @@ def _visible_files(settings: Settings, survey: fsinfo.FolderSurvey | None) -> li
 # -- file system and events -----------------------------------------------------------------
 
 
+def _polled_every(settings: Settings, mount: fsinfo.Mount | None) -> float:
+    """Seconds between the daemon's polls when configuration or the file-system type make it
+    poll (as ``watch_mode.decide`` does), else 0: the probe decides the rest."""
+    plan = decide(
+        settings.watch_mode, settings.poll_interval, mount.fs_type if mount else None, lambda: True
+    )
+    return plan.poll_interval if plan.mode == "polling" else 0.0
+
+
 def check_events(settings: Settings, writable: bool) -> Iterator[Finding]:
-    drop, poll = settings.drop_dir, settings.poll_interval
+    drop = settings.drop_dir
     mount = fsinfo.file_system_of(drop)
-    yield fs_type_finding(mount, poll)
+    yield fs_type_finding(mount, settings.poll_interval, settings.watch_mode)
     name = "native events"
+    poll = _polled_every(settings, mount)
     if poll > 0:
-        yield Finding(name, Status.OK, f"not used: polling every {poll:g} s (poll_interval)")
+        yield Finding(name, Status.OK, f"not used: polling every {poll:g} s")
+        return
+    if settings.watch_mode == "native":
+        yield Finding(name, Status.OK, "not probed: watch_mode = native")
         return
     if not writable:
         yield Finding(

@@ -1,6 +1,7 @@
 """The adversarial suite (issue 13): every test here is marked ``adversarial``, so
-``pytest -m adversarial`` runs it alone and plain ``pytest -q`` (``.ci/run``) runs it with the
-rest. The real process is driven with the end-to-end suite's ``DropzoneProcess``."""
+``pytest -m adversarial`` runs it alone (``.ci/run`` does, after the core); plain ``pytest -q``
+leaves it out (tests/conftest.py). The real process is driven with the end-to-end suite's
+``DropzoneProcess``."""
 
 from __future__ import annotations
 

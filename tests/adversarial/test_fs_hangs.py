@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
-from dropzone_process import STOP_SECONDS
 from e2e_env import Dropzone
 
 from dropzone import follow
@@ -38,9 +36,7 @@ def test_a_followed_half_written_gguf_replaced_by_a_fifo_blocks_neither_loop_nor
     process.rescan(timeout=10)  # the main loop still answers
     process.rescan(timeout=10)  # and the followers' checks did not wedge it
     assert process.running
-    started = time.monotonic()
-    assert process.stop() == 0
-    assert time.monotonic() - started < STOP_SECONDS
+    assert process.stop() == 0  # within STOP_SECONDS, or stop() fails
 
 
 @pytest.mark.timeout(60)
@@ -59,6 +55,10 @@ def test_a_sidecar_swapped_for_a_fifo_by_rename_blocks_neither_loop_nor_stop(
     process.rescan(timeout=10)
     assert process.running
     assert process.stop() == 0
+
+
+def follower_threads(path: Path) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == f"follow:{path.name}" and t.is_alive()]
 
 
 class _BlockingHasher(FollowingHasher):
@@ -80,10 +80,14 @@ def test_cancelling_followers_returns_even_when_a_follower_thread_is_stuck(
     path.write_bytes(b"GGUF")
     followers = Followers(threading.Semaphore(2), threading.Event(), tmp_path)
     followers.follow(path)
-    started = time.monotonic()
+    cancelling = threading.Thread(target=followers.drop_except, args=(lambda _p: False,))
     try:
-        followers.drop_except(lambda _p: False)
-        assert time.monotonic() - started < 2 * follow.CANCEL_WAIT_SECONDS + 0.5
+        cancelling.start()
+        # Returns on its own (it gives up waiting) while the read is still stuck: the stuck
+        # thread is not released before the cancel has returned.
+        cancelling.join(timeout=20)
+        assert not cancelling.is_alive(), "drop_except waited for a stuck read"
+        assert follower_threads(path)  # still stuck: left to end by itself
     finally:
         _BlockingHasher.release.set()
 
@@ -113,6 +117,7 @@ def test_a_cancelled_follower_stops_between_chunks_of_a_long_read(
     followers = Followers(threading.Semaphore(1), threading.Event(), tmp_path)
     followers.follow(path)
     assert _SlowHasher.begun.wait(10)
-    started = time.monotonic()
     followers.cancel_all()
-    assert time.monotonic() - started < 1.0
+    # cancel_all waits for the thread, a second at most: it ended between two chunks, rather
+    # than being left behind reading the ~6 s of chunks still to come.
+    assert not follower_threads(path)

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -83,10 +82,14 @@ def test_stall_holds_matching_requests_until_released(api: Api, emulator: Emulat
 
 
 def test_stall_with_a_duration_releases_by_itself(api: Api, emulator: Emulator) -> None:
-    emulator.faults.stall(duration=0.2)
-    started = time.monotonic()
-    assert api.call("GET", "/api/version").status == 200
-    assert time.monotonic() - started >= 0.2
+    emulator.faults.stall(duration=1.0)
+    results: list[int] = []
+    worker = threading.Thread(target=lambda: results.append(api.call("GET", "/api/version").status))
+    worker.start()
+    assert emulator.faults.wait_held(1, timeout=1.0), "the request was not held"
+    worker.join(timeout=10)  # nobody calls release(): the stall ends by itself
+    assert results == [200]
+    assert emulator.faults.held == 0
 
 
 def test_stop_drops_stalled_requests(api: Api, emulator: Emulator) -> None:

@@ -140,6 +140,7 @@ def test_require_sidecar_leaves_a_bare_file_pending_and_imports_it_once_a_sideca
     assert emulator.models() == ["dressed:latest"]
 
 
+@pytest.mark.slow
 def test_a_wrong_cached_digest_is_forgotten_on_digest_mismatch_and_the_file_rehashed(
     start: Any, drop: Path, tmp_path: Path, emulator: Emulator
 ) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from dropzone import fsinfo
 from dropzone.cli import main
 from dropzone.diagnosis import (
     Status,
@@ -402,3 +403,24 @@ def test_the_bundled_emulator_host_is_not_probed_but_named_with_its_store(
     host = finding(findings, f"ollama emulator:{store}")
     assert host["status"] == "ok"
     assert str(store) in host["detail"]
+
+
+def test_an_nfs_drop_folder_is_reported_polled_as_the_daemon_will(
+    tmp_path: Path,
+    drop: Path,
+    emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The mount table says NFS (a test has no NFS server): doctor decides as the daemon does.
+    table = tmp_path / "mountinfo"
+    table.write_text(
+        "22 1 8:1 / / rw - ext4 /dev/vda1 rw\n"
+        f"40 22 0:52 / {drop} rw - nfs4 nas:/export rw\n"
+    )
+    monkeypatch.setattr(fsinfo, "MOUNTINFO", table)
+    _, findings = doctor(capsys, write_config(tmp_path, ollama_hosts=[emulator.url]))
+    assert finding(findings, "file system")["status"] == "ok"
+    assert "polled (watch_mode = auto)" in finding(findings, "file system")["detail"]
+    assert finding(findings, "native events")["detail"] == "not used: polling every 2 s"
+    assert finding(findings, "inotify")["detail"] == "not used: polling"

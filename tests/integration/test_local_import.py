@@ -84,6 +84,7 @@ def test_a_method_that_cannot_apply_falls_back_to_the_http_upload(
     assert emulator.counters.blob_posts(digest) == 1
 
 
+@pytest.mark.slow
 def test_a_blobs_folder_that_is_not_writable_is_refused_then_http(
     start: Any, drop: Path, emulator: Emulator
 ) -> None:

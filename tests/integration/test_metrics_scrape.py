@@ -49,6 +49,7 @@ def get(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
+@pytest.mark.slow
 def test_a_scrape_follows_an_import_a_failure_and_an_outage(
     start: Any, drop: Path, emulator: Emulator
 ) -> None:

@@ -6,12 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from dropzone import probes
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.ollama import Emulator
 from dropzone.testing.waiting import wait_until
 
 
+@pytest.mark.slow
 def test_a_host_that_is_down_costs_probes_not_jobs(
     start: Any, drop: Path, emulator: Emulator, monkeypatch: Any
 ) -> None:
@@ -42,6 +45,7 @@ def test_a_host_that_is_down_costs_probes_not_jobs(
     daemon.wait_for("model.created", model="patient:latest", timeout=30)
 
 
+@pytest.mark.slow
 def test_a_digest_mismatch_that_persists_backs_off(
     start: Any, drop: Path, emulator: Emulator
 ) -> None:

@@ -9,10 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.ollama import Emulator
 
 
+@pytest.mark.slow
 def test_a_host_that_comes_back_is_noticed_without_waiting_for_the_backoff(
     start: Any, drop: Path, emulator: Emulator
 ) -> None:

@@ -107,11 +107,10 @@ def test_status_reads_while_a_writer_holds_a_transaction_open(
         fill(daemon, tmp_path / "drop", time.time() + 60)
         with daemon.batch():
             daemon.set_host_state("qwen.gguf", HOST_2, HostState.UPLOADING)
-            started = time.monotonic()
+            # Read while the transaction stays open: a reader that had to wait for the writer
+            # would sit out the busy timeout and fail with "database is locked".
             rows = status_json(capsys, config)
-            waited = time.monotonic() - started
         assert [r["state"] for r in rows if r["host"] == HOST_2] == ["waiting"]
-        assert waited < 5  # far below the 10 s busy timeout it would otherwise sit out
         rows = status_json(capsys, config)
         assert [r["state"] for r in rows if r["host"] == HOST_2] == ["uploading"]
 

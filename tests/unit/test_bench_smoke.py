@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from bench_quick import run_quick
 
+pytestmark = pytest.mark.bench  # behind the marker: plain pytest leaves them to .ci/run
+
 
 @pytest.mark.parametrize(
     ("script", "lines"),

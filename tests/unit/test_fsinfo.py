@@ -78,13 +78,30 @@ def test_an_unreadable_mountinfo_gives_no_mount(tmp_path: Path) -> None:
     assert fsinfo.file_system_of(tmp_path, tmp_path / "no-such-mountinfo") is None
 
 
-@pytest.mark.parametrize(
-    "fs_type",
-    ["nfs", "nfs4", "cifs", "smb3", "fuse", "fuseblk", "fuse.sshfs", "overlay", "9p", "virtiofs"],
-)
-def test_network_fuse_overlay_and_shared_folders_advise_polling(fs_type: str) -> None:
+REMOTE = ["nfs", "nfs4", "cifs", "smb3", "fuse", "fuseblk", "fuse.sshfs", "9p", "virtiofs"]
+
+
+@pytest.mark.parametrize("fs_type", REMOTE)
+def test_network_fuse_and_shared_folders_are_polled_under_watch_mode_auto(fs_type: str) -> None:
     assert polling_reason(fs_type)
     finding = fs_type_finding(Mount("/srv/drop", fs_type, "x"), poll_interval=0)
+    assert finding.status is Status.OK
+    assert "polled (watch_mode = auto)" in finding.detail
+
+
+@pytest.mark.parametrize("fs_type", REMOTE)
+def test_network_fuse_and_shared_folders_watched_natively_by_choice_are_a_warning(
+    fs_type: str,
+) -> None:
+    finding = fs_type_finding(Mount("/srv/drop", fs_type, "x"), 0, watch_mode="native")
+    assert finding.status is Status.WARNING
+    assert finding.fix == 'set watch_mode = "auto" (polls here) or "polling"'
+
+
+def test_an_overlay_folder_advises_polling() -> None:
+    # Writes through the overlay raise events (the daemon probes it); only changes below it
+    # do not: the advice stays a warning with a fix, not a decision.
+    finding = fs_type_finding(Mount("/srv/drop", "overlay", "x"), poll_interval=0)
     assert finding.status is Status.WARNING
     assert finding.fix == "set poll_interval = 2"
 

@@ -121,6 +121,7 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.dictionaries(st.text(max_size=12), json_values, max_size=6))
 def test_safetensors_reader_on_random_json_headers(header: dict[str, object]) -> None:
