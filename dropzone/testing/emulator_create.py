@@ -255,14 +255,16 @@ class Pipeline:
                 raise CreateFailureError("pull model manifest: file does not exist")
         raw_config = self.store.blob_path(base.config.digest).read_bytes()
         base_config = Config.from_json(json.loads(raw_config))
-        for key in ("renderer", "parser", "requires"):  # the request's values win
-            if getattr(config, key):
-                setattr(base_config, key, getattr(config, key))
-        config.__dict__.update(base_config.__dict__)
+        # CreateHandler takes only these from the base; the rest is derived again from the
+        # GGUF layers (a safetensors base has none, so its family and type are left empty).
+        for key in ("renderer", "parser", "requires", "model_format", "capabilities"):
+            if not getattr(config, key):  # the request's values win
+                setattr(config, key, getattr(base_config, key))
         short = base_name.display_shortest()
         weights = []
         for layer in base.layers:
             reused = self.store.existing_layer(layer.digest, layer.media_type, short)
+            reused.name = layer.name
             header = None
             if layer.media_type in GGUF_MEDIA_TYPES:
                 header = read_header(self.store.blob_path(layer.digest))
