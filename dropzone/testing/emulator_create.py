@@ -9,8 +9,8 @@ server. A GGUF whose tensor data is cut short fails there. Without it (servers b
 the uploaded blob is referenced as-is and split shards stay separate layers.
 
 Quantization is a stand-in too: the new layer is the source with ``general.file_type`` set to
-the target; tensor data is unchanged. Chat-template auto-detection, remote/cloud models and
-safetensors draft models are not emulated.
+the target; tensor data is unchanged. Chat-template auto-detection is in
+``emulator_templates.py``. Remote/cloud models and safetensors draft models are not emulated.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from dropzone.testing.emulator_sources import (
     parse_gguf_blob,
     write_temp_gguf,
 )
+from dropzone.testing.emulator_templates import detect_chat_template
 from dropzone.testing.store import (
     CONFIG_MEDIA_TYPE,
     GGUF_MEDIA_TYPES,
@@ -228,6 +229,7 @@ class Pipeline:
                 weights = safetensors_model(self, req.files)
             else:
                 weights = gguf_layers(self, req.files)
+            weights = detect_chat_template(self.store, weights)
         else:
             raise CreateFailureError(NEITHER, 400)
         if req.draft_files is not None:
@@ -295,7 +297,7 @@ class Pipeline:
                 return safetensors_adapter(self, files, base)
             if len(files) > 1:
                 raise CreateFailureError("only one adapter is currently supported", 400)
-            return gguf_layers(self, files, status=400)
+            return detect_chat_template(self.store, gguf_layers(self, files, status=400))
         except CreateFailureError as failure:
             raise CreateFailureError(failure.message, 400) from None
 
