@@ -232,10 +232,10 @@ class Pipeline:
             weights = detect_chat_template(self.store, weights)
         else:
             raise CreateFailureError(NEITHER, 400)
-        if req.draft_files is not None:
-            weights += self._drafts(req.draft_files)
-        if req.adapters:
+        drafts = self._drafts(req.draft_files) if req.draft_files is not None else []
+        if req.adapters:  # made after the drafts but placed before them, as CreateHandler does
             weights += self._adapters(req.adapters, weights)
+        weights += drafts
         apply_info(config, req.info or {})
         self._create_model(weights, config)
         if old is not None:

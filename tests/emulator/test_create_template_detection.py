@@ -17,7 +17,7 @@ import pytest
 from emulator_helpers import Api, digest_of, manifest_layers
 
 from dropzone.testing import builders
-from dropzone.testing.store import MODEL, PARAMS, TEMPLATE
+from dropzone.testing.store import ADAPTER, DRAFT, MODEL, PARAMS, TEMPLATE
 
 # Meta-Llama-3-8B-Instruct's tokenizer_config.json chat_template.
 LLAMA3 = (
@@ -161,3 +161,18 @@ def test_every_index_entry_names_itself(api: Api, entry: dict[str, str]) -> None
             f"emulator: the chat template matches Ollama's {entry['name']!r} template, "
             "whose text the emulator does not bundle"
         )
+
+
+def test_a_gguf_adapter_is_searched_and_layers_come_in_ollamas_order(api: Api) -> None:
+    # CreateHandler appends the adapter layers (with their detected template) before the drafts.
+    adapter = api.gguf("a.gguf", general_type="adapter", chat_template=LLAMA3, seed=2)
+    reply = api.create(
+        model="m",
+        files={"m.gguf": api.gguf()},
+        adapters={"a.gguf": adapter},
+        draft_files={"d.gguf": api.gguf("d.gguf", seed=1)},
+    )
+    assert reply.status == 200, reply.text
+    assert "using autodetected template llama3-instruct" in reply.statuses
+    media = [layer["mediaType"] for layer in manifest_layers(api.emulator, "m")]
+    assert media == [MODEL, ADAPTER, TEMPLATE, DRAFT, PARAMS]
