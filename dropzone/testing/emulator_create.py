@@ -9,8 +9,8 @@ server. A GGUF whose tensor data is cut short fails there. Without it (servers b
 the uploaded blob is referenced as-is and split shards stay separate layers.
 
 Quantization is a stand-in too: the new layer is the source with ``general.file_type`` set to
-the target; tensor data is unchanged. Chat-template auto-detection, remote/cloud models and
-safetensors draft models are not emulated.
+the target; tensor data is unchanged. Chat-template auto-detection is in
+``emulator_templates.py``. Remote/cloud models and safetensors draft models are not emulated.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from dropzone.testing.emulator_sources import (
     parse_gguf_blob,
     write_temp_gguf,
 )
+from dropzone.testing.emulator_templates import detect_chat_template
 from dropzone.testing.store import (
     CONFIG_MEDIA_TYPE,
     GGUF_MEDIA_TYPES,
@@ -228,12 +229,13 @@ class Pipeline:
                 weights = safetensors_model(self, req.files)
             else:
                 weights = gguf_layers(self, req.files)
+            weights = detect_chat_template(self.store, weights)
         else:
             raise CreateFailureError(NEITHER, 400)
-        if req.draft_files is not None:
-            weights += self._drafts(req.draft_files)
-        if req.adapters:
+        drafts = self._drafts(req.draft_files) if req.draft_files is not None else []
+        if req.adapters:  # made after the drafts but placed before them, as CreateHandler does
             weights += self._adapters(req.adapters, weights)
+        weights += drafts
         apply_info(config, req.info or {})
         self._create_model(weights, config)
         if old is not None:
@@ -255,14 +257,16 @@ class Pipeline:
                 raise CreateFailureError("pull model manifest: file does not exist")
         raw_config = self.store.blob_path(base.config.digest).read_bytes()
         base_config = Config.from_json(json.loads(raw_config))
-        for key in ("renderer", "parser", "requires"):  # the request's values win
-            if getattr(config, key):
-                setattr(base_config, key, getattr(config, key))
-        config.__dict__.update(base_config.__dict__)
+        # CreateHandler takes only these from the base; the rest is derived again from the
+        # GGUF layers (a safetensors base has none, so its family and type are left empty).
+        for key in ("renderer", "parser", "requires", "model_format", "capabilities"):
+            if not getattr(config, key):  # the request's values win
+                setattr(config, key, getattr(base_config, key))
         short = base_name.display_shortest()
         weights = []
         for layer in base.layers:
             reused = self.store.existing_layer(layer.digest, layer.media_type, short)
+            reused.name = layer.name
             header = None
             if layer.media_type in GGUF_MEDIA_TYPES:
                 header = read_header(self.store.blob_path(layer.digest))
@@ -293,7 +297,7 @@ class Pipeline:
                 return safetensors_adapter(self, files, base)
             if len(files) > 1:
                 raise CreateFailureError("only one adapter is currently supported", 400)
-            return gguf_layers(self, files, status=400)
+            return detect_chat_template(self.store, gguf_layers(self, files, status=400))
         except CreateFailureError as failure:
             raise CreateFailureError(failure.message, 400) from None
 

@@ -130,6 +130,22 @@ def _json_file(ctx: Context, files: dict[str, str], name: str, status: int) -> A
         raise CreateFailureError(f"parse {name}: {exc}", status) from None
 
 
+def _chat_template(ctx: Context, files: dict[str, str]) -> str:
+    """``tokenizer_config.json``'s ``chat_template`` as convert/tokenizer.go reads it: a
+    string, or a list of named templates of which ``default`` is taken; absent is fine."""
+    digest = files.get("tokenizer_config.json")
+    if not digest or not blob(ctx.store, digest, 500).exists():
+        return ""
+    config = _json_file(ctx, files, "tokenizer_config.json", 500)
+    value = config.get("chat_template") if isinstance(config, dict) else None
+    if value is None or isinstance(value, str):
+        return value or ""
+    if isinstance(value, list) and all(isinstance(e, dict) for e in value):
+        chosen = (e.get("template") for e in value if e.get("name") == "default")
+        return str(next(chosen, "") or "")
+    raise CreateFailureError(f"invalid chat_template: cannot unmarshal {type(value).__name__}")
+
+
 def _fingerprint(files: dict[str, str]) -> str:
     text = "".join(f"{key}\0{files[key]}\n" for key in sorted(files))
     return hashlib.sha256(text.encode()).hexdigest()
@@ -168,6 +184,9 @@ def safetensors_model(ctx: Context, files: dict[str, str]) -> list[WeightLayer]:
         value = config.get(config_key)
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             kvs.append(encode_kv(f"{family}.{gguf_key}", T_UINT32, value))
+    chat_template = _chat_template(ctx, files)
+    if chat_template and arch != "LagunaForCausalLM":  # convert_laguna.go drops it
+        kvs.append(encode_kv("tokenizer.chat_template", T_STRING, chat_template))
     kvs.append(encode_kv("emulator.stand_in", T_STRING, "safetensors conversion"))
     kvs.append(encode_kv("emulator.source", T_STRING, _fingerprint(files)))
     temp = write_temp_gguf(ctx.store, "converted-", kvs, sources)

@@ -47,24 +47,37 @@ class InvalidDigestError(ValueError):
 
 @dataclass
 class Layer:
-    """A manifest layer; ``status`` is the create progress text it earned (not serialised)."""
+    """A manifest layer; ``status`` is the create progress text it earned (not serialised).
+
+    ``name`` is a tensor's or JSON file's name in the manifests of Ollama's safetensors import
+    (``x/create``); the emulator never makes such layers but must keep them (``manifest.Layer``).
+    """
 
     media_type: str
     digest: str
     size: int
     from_: str = ""
     status: str = ""
+    name: str = ""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest}
         out["size"] = self.size
         if self.from_:
             out["from"] = self.from_
+        if self.name:
+            out["name"] = self.name
         return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Layer:
-        return cls(data["mediaType"], data["digest"], int(data["size"]), data.get("from", ""))
+        return cls(
+            data["mediaType"],
+            data["digest"],
+            int(data["size"]),
+            data.get("from", ""),
+            name=data.get("name", ""),
+        )
 
 
 @dataclass

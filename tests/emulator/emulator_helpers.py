@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import socket
+import subprocess
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +18,7 @@ import httpx
 
 from dropzone.testing import builders
 from dropzone.testing.ollama import Emulator
+from dropzone.testing.waiting import wait_until
 
 
 def digest_of(data: bytes) -> str:
@@ -134,3 +140,36 @@ class RawConnection:
 
     def close(self) -> None:
         self.sock.close()
+
+
+@contextmanager
+def emulator_process(argv: Sequence[str], cwd: Path | None = None) -> Iterator[str]:
+    """Run an emulator child (``argv`` ends with its options) and yield the URL it prints;
+    on leaving, stop it and fail if it printed a traceback."""
+    child = subprocess.Popen(list(argv), stderr=subprocess.PIPE, text=True, cwd=cwd)
+    lines: list[str] = []
+
+    def read() -> None:
+        assert child.stderr is not None
+        lines.extend(iter(child.stderr.readline, ""))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        found = wait_until(
+            lambda: (
+                next((m for line in lines if (m := re.search(r"http://\S+", line))), None)
+                or child.poll() is not None
+            ),
+            timeout=30,
+            what="the emulator's listening line",
+        )
+        assert isinstance(found, re.Match), "".join(lines)
+        yield found.group(0)
+    finally:
+        child.terminate()
+        child.wait(timeout=30)
+        reader.join(timeout=30)
+        assert child.stderr is not None
+        child.stderr.close()
+        assert not any("Traceback" in line for line in lines), "".join(lines)

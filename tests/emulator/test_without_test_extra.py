@@ -8,18 +8,15 @@ whole create of a GGUF (quantized, so it writes a new GGUF) and of a safetensors
 from __future__ import annotations
 
 import hashlib
-import re
-import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from emulator_helpers import emulator_process
 
 from dropzone.testing import builders
-from dropzone.testing.waiting import wait_until
 
 HERE = Path(__file__).parent
 
@@ -28,37 +25,9 @@ HERE = Path(__file__).parent
 def bare_emulator(tmp_path: Path) -> Iterator[str]:
     """The emulator's URL, served by a child that cannot import the test extra."""
     store = str(tmp_path / "store")
-    child = subprocess.Popen(
-        [sys.executable, str(HERE / "no_test_extra.py"), "--port", "0", "--store", store],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: list[str] = []
-
-    def read() -> None:
-        assert child.stderr is not None
-        lines.extend(iter(child.stderr.readline, ""))
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        found = wait_until(
-            lambda: (
-                next((m for line in lines if (m := re.search(r"http://\S+", line))), None)
-                or child.poll() is not None
-            ),
-            timeout=30,
-            what="the emulator's listening line",
-        )
-        assert isinstance(found, re.Match), "".join(lines)
-        yield found.group(0)
-    finally:
-        child.terminate()
-        child.wait(timeout=30)
-        reader.join(timeout=30)
-        assert child.stderr is not None
-        child.stderr.close()
-        assert not any("Traceback" in line for line in lines), "".join(lines)
+    argv = [sys.executable, str(HERE / "no_test_extra.py"), "--port", "0", "--store", store]
+    with emulator_process(argv) as url:
+        yield url
 
 
 def _upload(client: httpx.Client, path: Path) -> str:
