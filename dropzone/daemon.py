@@ -33,7 +33,7 @@ from dropzone.errors import (
 )
 from dropzone.filters import IgnoreRules
 from dropzone.fleet import Fleet
-from dropzone.follow import Followers
+from dropzone.follow import Followers, HashSlots
 from dropzone.greeting import greet_hosts
 from dropzone.hashing import HashResult, cached_digest
 from dropzone.identity import FileKey
@@ -151,7 +151,7 @@ class Daemon:
             )
             for h, http in zip(settings.ollama_hosts, self._http, strict=True)
         ]
-        self.hash_slots = threading.Semaphore(settings.max_parallel_hashes)
+        self.hash_slots = HashSlots(settings.max_parallel_hashes)
         self.importer = Importer(
             self.state,
             drop_dir=self.drop_dir,
@@ -497,7 +497,7 @@ class Daemon:
             with self._lock:
                 self._early = {rel: sig for rel, sig in self._early.items() if rel in present}
             self._handle_removed(present)
-        self.followers.drop_except(lambda p: p.exists())
+        self.followers.release(lambda p: not p.exists())
         self._last_cost = time.monotonic() - started
         if full:
             log.info(
@@ -533,11 +533,15 @@ class Daemon:
         if self._settled_at.get(sa.rel_path) == signature:
             return  # done (or refused by the server) with exactly these files: nothing to do
         candidates.append(sa)
+        wait = self.quiet.wait_seconds(files, now)
         if sa.status is Status.INCOMPLETE:
             self.report.pending(sa, "incomplete")
-            self._follow(sa)
+            if wait > 0:
+                self._follow(sa)
+                self._wake_at(time.monotonic() + wait, unit)  # to see whether it stops there
+            else:
+                self._unfollow(sa.rel_path)  # a copy that died half-way: a truncated leftover
             return
-        wait = self.quiet.wait_seconds(files, now)
         if wait > 0:
             self.report.pending(sa, "settling", wait=wait)
             self._follow(sa)
@@ -546,6 +550,7 @@ class Daemon:
             return
         if self.settings.require_sidecar and sa.artifact.sidecar is None:
             self.report.pending(sa, "no sidecar (require_sidecar is true)")
+            self._unfollow(sa.rel_path)
             return
         ready[sa.artifact.path] = sa
 
@@ -583,6 +588,7 @@ class Daemon:
             sa = ready[path]
             outcome = self._claim(sa.rel_path, built) if isinstance(built, Recipe) else built
             if isinstance(outcome, list):
+                self._unfollow(sa.rel_path)  # refused, or an adapter alone: no import as it is
                 if sa.artifact.is_adapter and sa.artifact.sidecar is None:
                     self.report.pending(sa, "adapter: used through a sidecar that names it")
                     continue
@@ -669,6 +675,7 @@ class Daemon:
         fix = "give each its own name with the model key of its sidecar"
         for other in others:
             self._settled_at.pop(other, None)
+            self._unfollow(other)
             message = f"model name {name} is also claimed by {rel}: neither is created"
             problem = Problem(str(self.drop_dir / other), message, fix, key="model")
             self.report.refuse(other, "artifact.invalid", [problem])
@@ -956,9 +963,18 @@ class Daemon:
                 self._in_flight.pop(row.path, None)
 
     def _follow(self, sa: ScannedArtifact) -> None:
+        """Hash the weights while they arrive, if the artifact can become an import."""
+        if self.settings.require_sidecar and sa.artifact.sidecar is None:
+            return
         for f in sa.artifact.files:
             if f.path.suffix in WEIGHT_SUFFIXES and not self._cached(f.path):
                 self.followers.follow(f.path)
+
+    def _unfollow(self, rel: str) -> None:
+        """Free the followers (and hash slots) of an artifact that cannot become an import as
+        it is: the files of ``rel``, or under it for a folder artifact."""
+        root = self.drop_dir / rel
+        self.followers.release(lambda p: p == root or p.is_relative_to(root))
 
     def _cached(self, path: Path) -> bool:
         """True when the file, as it is now, has a digest: an artifact settling because only
