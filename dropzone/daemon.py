@@ -18,20 +18,17 @@ from pathlib import Path
 import structlog
 
 from dropzone import __version__
-from dropzone.digests import Digester
 from dropzone.dispatcher import Dispatcher
-from dropzone.dropguard import DropGuard, Verdict
-from dropzone.errors import ConfigError
+from dropzone.dropguard import DropGuard
 from dropzone.filters import IgnoreRules
 from dropzone.fleet import Fleet
 from dropzone.folder_view import FolderView
+from dropzone.folder_watch import FolderWatch
 from dropzone.follow import Followers, HashSlots
 from dropzone.greeting import greet_hosts
-from dropzone.importer import Host, Importer
+from dropzone.hosts import connect_hosts
 from dropzone.looks import Looker
 from dropzone.notify import Notifier
-from dropzone.ollama import OllamaClient, Timeouts, make_http_client
-from dropzone.placement import placer_for
 from dropzone.progress import Progress
 from dropzone.recipe_deps import Dependencies
 from dropzone.reporter import PassSummary, Reporter
@@ -39,7 +36,7 @@ from dropzone.settings import Settings
 from dropzone.state import HostRow, StateStore
 from dropzone.store_health import StoreHealth
 from dropzone.units import units_of
-from dropzone.watcher import Change, ChangeKind, ChangeQueue, Watcher
+from dropzone.watcher import Change, ChangeKind, ChangeQueue
 
 log = structlog.get_logger("dropzone.daemon")
 
@@ -86,36 +83,24 @@ class Daemon:
         self.drop_dir = Path(settings.drop_dir).absolute()
         self.once = once
         self.state = StateStore.open(Path(settings.state_dir))
-        self.guard = DropGuard(self.drop_dir, self.state)
         self.health = StoreHealth(str(settings.state_dir))
-        self._check_drop_dir()
-        self._verdict: Verdict | None = None  # the last one logged
         self.stop_event = threading.Event()
         self._stop_requested = False
         self.queue = ChangeQueue()
         self.rules = IgnoreRules(tuple(settings.ignore_patterns))
-        self.view = FolderView(self.drop_dir, self.rules)
-        self._http = [make_http_client(verify=h.verify) for h in settings.ollama_hosts]
-        timeouts = Timeouts(create_total=settings.create_timeout_seconds)
-        self.hosts = [
-            Host(
-                h.url,
-                OllamaClient(h.url, http, headers=h.header_values(), timeouts=timeouts),
-                placer=placer_for(h.url, h.models_dir, h.local_import_mode, settings.on_success),
-            )
-            for h, http in zip(settings.ollama_hosts, self._http, strict=True)
-        ]
-        self.hash_slots = HashSlots(settings.max_parallel_hashes)
-        self.importer = Importer(
-            self.state,
-            drop_dir=self.drop_dir,
-            upload_slots=threading.Semaphore(settings.max_parallel_uploads),
-            stop=self.stop_event,
-            progress=progress,
-            verify=settings.verify,
+        self.watch = FolderWatch(
+            self.drop_dir,
+            DropGuard(self.drop_dir, self.state),
+            self.queue,
+            self.rules,
+            poll_interval=settings.poll_interval,
+            once=once,
         )
+        self.watch.check_drop_dir()
+        self.view = FolderView(self.drop_dir, self.rules)
+        self.hosts, self._http = connect_hosts(settings)
+        self.hash_slots = HashSlots(settings.max_parallel_hashes)
         self.followers = Followers(self.hash_slots, self.stop_event, self.drop_dir)
-        self.digester = Digester(self.state, self.followers, self.stop_event, progress)
         self.notifier = Notifier(env)
         self.report = Reporter(self.drop_dir, self.state, progress=progress)
         self.summary: PassSummary = self.report.summary
@@ -124,8 +109,8 @@ class Daemon:
             settings,
             state=self.state,
             hosts=self.hosts,
-            importer=self.importer,
-            digester=self.digester,
+            followers=self.followers,
+            progress=progress,
             summary=self.summary,
             health=self.health,
             stop=self.stop_event,
@@ -146,7 +131,6 @@ class Daemon:
             once=once,
         )
         self._last_cost = 0.0
-        self.watcher: Watcher | None = None
         self.fleet = Fleet(settings, self.state, env=env)  # metrics, hooks (issue 16)
 
     # -- what the dispatcher asks of the service ----------------------------------------
@@ -155,7 +139,7 @@ class Daemon:
         return self.view.unit_of(rel)
 
     def trusted(self) -> bool:
-        return self._trusted()
+        return self.watch.trusted()
 
     def after_job(self, rel: str) -> None:
         """The models made from ``rel``'s model may go now, or again: look at them."""
@@ -178,27 +162,9 @@ class Daemon:
     def request_rescan(self) -> None:
         self.queue.put(Change(ChangeKind.RESCAN))
 
-    def _check_drop_dir(self) -> None:
-        """The daemon creates a missing drop folder on its first start only (the unit's
-        tmpfiles snippet may not have run yet): once the store knows a folder, a missing one
-        is an unmounted share, waited for (see ``dropguard``). A one-off scan of a folder that
-        is not there is a configuration mistake."""
-        try:
-            if not self.once:
-                self.guard.check(create=True)
-            elif not self.drop_dir.is_dir():
-                raise FileNotFoundError(2, "no such directory")
-        except OSError as exc:
-            raise ConfigError(
-                [
-                    f"drop_dir: cannot use {self.drop_dir} ({exc.strerror or exc}); fix: create"
-                    " the directory, readable and writable by the dropzone user, or set drop_dir"
-                ]
-            ) from exc
-
     def run(self) -> int:
         """Watch and import until ``request_stop``; 0 on a clean stop."""
-        mode = self._start_watcher() if self._trusted() else "waiting for the drop folder"
+        mode = self.watch.start() if self.watch.trusted() else "waiting for the drop folder"
         log.info(
             "daemon.started",
             path=str(self.drop_dir),
@@ -215,40 +181,6 @@ class Daemon:
         finally:
             self._shutdown()
         return 0
-
-    def _start_watcher(self) -> str:
-        self.watcher = Watcher(
-            self.drop_dir,
-            self.queue,
-            poll_interval=self.settings.poll_interval,
-            ignore=self._ignored,
-        )
-        mode = self.watcher.start()
-        if self.watcher.fallback:
-            log.warning(
-                "watcher.fallback",
-                path=str(self.drop_dir),
-                poll_interval=2.0,
-                error="native file-system events do not arrive here; polling instead",
-            )
-        return mode
-
-    def _trusted(self) -> bool:
-        """Ask the guard whether the drop folder is the recorded one; say so when that
-        changes (once, not at every look)."""
-        verdict = self.guard.check()
-        if verdict != self._verdict:
-            if not verdict.ok:
-                log.error(
-                    "drop_dir.suspicious",
-                    path=str(self.drop_dir),
-                    error=verdict.reason,
-                    fix=verdict.fix,
-                )
-            elif self._verdict is not None:
-                log.info("drop_dir.ok", path=str(self.drop_dir))
-        self._verdict = verdict
-        return verdict.ok
 
     def scan_once(self) -> PassSummary:
         """One pass: import what is ready now, wait for that work, report what is pending."""
@@ -303,16 +235,16 @@ class Daemon:
             now = time.monotonic()
             if now >= next_folder_check:
                 next_folder_check = now + FOLDER_CHECK_SECONDS
-                if self._folder_moved():
+                if self.watch.moved(STOP_WATCHER_SECONDS):
                     next_rescan = now  # the guard judges the folder; the watch restarts
-            if self._verdict is not None and not self._verdict.ok:
+            if self.watch.suspicious:
                 next_rescan = min(next_rescan, now + GUARD_RECHECK_SECONDS)
             self.dispatcher.probe_due(now)
             wake = min(
                 next_rescan,
                 next_ping,
                 next_folder_check,
-                self.dispatcher.next_wakeup(),
+                self.dispatcher.timers.next_wakeup(),
                 self.dispatcher.probes.next_due(),
                 self.health.next_try(),
                 last + 3600,
@@ -332,7 +264,7 @@ class Daemon:
                 if change.kind is ChangeKind.CLOSED:
                     self.looker.quiet.closed(self.view.rel(change.path))
                 units |= units_of(self.drop_dir, change.path)
-            due, rejudge = self.dispatcher.due(now)
+            due, rejudge = self.dispatcher.timers.due(now)
             units |= due
             for rel in rejudge:
                 self.looker.settled_at.pop(rel, None)
@@ -345,7 +277,7 @@ class Daemon:
                 if rescan_due:
                     next_rescan = last + every
             elif units:
-                self.dispatcher.wake_at(last + gap, next(iter(units)))
+                self.dispatcher.timers.wake_at(last + gap, next(iter(units)))
             if now >= next_ping:
                 self.notifier.send(WATCHDOG="1", STATUS=self._status_line())
                 next_ping = now + (ping or 0)
@@ -360,20 +292,6 @@ class Daemon:
         except sqlite3.Error as exc:
             self.health.failed(exc)
 
-    def _folder_moved(self) -> bool:
-        """Stop watching a drop folder that was deleted or replaced; the next full reconcile
-        asks the guard and, once the folder is trusted again, watches the new one."""
-        if self.watcher is None or not self.watcher.moved():
-            return False
-        log.warning(
-            "watcher.lost",
-            path=str(self.drop_dir),
-            error="the drop folder was deleted or replaced while watched",
-        )
-        self.watcher.stop(STOP_WATCHER_SECONDS)
-        self.watcher = None
-        return True
-
     def _stopping(self) -> bool:
         if self._stop_requested:
             self.stop_event.set()
@@ -386,8 +304,7 @@ class Daemon:
         self.stop_event.set()
         # Each bounded: watcher and followers a second each, then the workers' grace, so a stop
         # takes STOP_GRACE_SECONDS + 2 s at most whatever the file system does (issue 13).
-        if self.watcher is not None:
-            self.watcher.stop(STOP_WATCHER_SECONDS)
+        self.watch.stop(STOP_WATCHER_SECONDS)
         self.followers.cancel_all()
         ended = self.dispatcher.shutdown(time.monotonic() + STOP_GRACE_SECONDS)
         self.fleet.close()
@@ -416,18 +333,17 @@ class Daemon:
         ``full`` looks at everything; otherwise only at ``units`` (see ``dropzone.units``).
         """
         started = time.monotonic()
-        if full or self._verdict is None or not self._verdict.ok:
-            if not self._trusted():
+        if full or self.watch.verdict is None or not self.watch.verdict.ok:
+            if not self.watch.trusted():
                 return  # not the recorded folder: look at nothing, act on nothing
-            if self.watcher is None and not self.once:
-                self._start_watcher()
+            self.watch.ensure_watching()
             full = True
         affected, vanished = self.view.refresh(full=full, units=units)
         self.looker.early_upload_min_bytes = EARLY_UPLOAD_MIN_BYTES
         count, ready = self.looker.look(affected)
         if full or vanished:
             # An unmounted share looks like "everything was removed": only a trusted folder.
-            self.looker.handle_removed(trusted=self._trusted())
+            self.looker.handle_removed(trusted=self.watch.trusted())
         self.followers.release(lambda p: not p.exists())
         self._last_cost = time.monotonic() - started
         if full:
@@ -438,13 +354,6 @@ class Daemon:
                 ready=ready,
                 seconds=round(self._last_cost, 3),
             )
-
-    def _ignored(self, path: Path) -> bool:
-        try:
-            rel = path.relative_to(self.drop_dir).as_posix()
-        except ValueError:
-            return True
-        return rel != "." and self.rules.is_ignored(rel)
 
     def _status_line(self) -> str:
         busy = len(self.dispatcher.busy())

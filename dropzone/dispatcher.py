@@ -8,8 +8,6 @@ artifact from the store again. Waiting is a timer here or a probe of a host, nev
 
 from __future__ import annotations
 
-import heapq
-import os
 import sqlite3
 import threading
 import time
@@ -23,25 +21,25 @@ import structlog
 
 from dropzone.digests import Digester
 from dropzone.errors import DropzoneError, FileChangedError, StoppedError
+from dropzone.follow import Followers
 from dropzone.hashing import HashResult
 from dropzone.identity import FileKey
-from dropzone.importer import Host, Importer, Outcome, Result
+from dropzone.importer import Host, Importer
 from dropzone.model import Recipe
-from dropzone.policies import apply_on_removed, apply_on_success
+from dropzone.outcomes import after_job
+from dropzone.policies import apply_on_removed
 from dropzone.probes import Probes
+from dropzone.progress import Progress
 from dropzone.recipe_deps import Dependencies
 from dropzone.reporter import PassSummary
 from dropzone.scanner import ScannedArtifact
 from dropzone.settings import Settings
 from dropzone.state import ArtifactRow, HostState, StateStore, artifact_fingerprint
 from dropzone.store_health import PROBE_KEY, StoreHealth
+from dropzone.timers import Timers
 from dropzone.workers import Workers
 
 log = structlog.get_logger("dropzone.daemon")
-
-# Backoff after failures that are not the server's answer (a persisting digest mismatch).
-BACKOFF_FIRST_SECONDS = 2.0
-BACKOFF_MAX_SECONDS = 600.0
 
 Sharers = Mapping[Path, list[ScannedArtifact]]
 
@@ -62,8 +60,8 @@ class Dispatcher:
         *,
         state: StateStore,
         hosts: list[Host],
-        importer: Importer,
-        digester: Digester,
+        followers: Followers,
+        progress: Progress | None,
         summary: PassSummary,
         health: StoreHealth,
         stop: threading.Event,
@@ -74,8 +72,15 @@ class Dispatcher:
         self.settings = settings
         self.state = state
         self.hosts = hosts
-        self.importer = importer
-        self.digester = digester
+        self.importer = Importer(
+            state,
+            drop_dir=drop_dir,
+            upload_slots=threading.Semaphore(settings.max_parallel_uploads),
+            stop=stop,
+            progress=progress,
+            verify=settings.verify,
+        )
+        self.digester = Digester(state, followers, stop, progress)
         self.summary = summary
         self.health = health
         self.stop_event = stop
@@ -88,15 +93,14 @@ class Dispatcher:
         self.probes = Probes()  # hosts that did not answer, looked at again every few seconds
         self._lock = threading.Lock()
         self._in_flight: dict[str, Future[None]] = {}
-        self._wakeups: list[tuple[float, str, str]] = []  # (monotonic time, unit, rel)
+        self.timers = Timers()
         self._early: dict[str, tuple[object, ...]] = {}  # rel → weights' stats uploaded early
-        self._failures: dict[str, int] = {}  # rel → failures in a row not due to a server
-        self._not_before: dict[str, float] = {}  # rel → monotonic time its backoff ends
         # rel → the identities of its files when a server refused it: a touch changes them.
-        self._refused: dict[str, frozenset[FileKey]] = {}
+        self.refused: dict[str, frozenset[FileKey]] = {}
 
     @property
-    def _service(self) -> Service:
+    def service_(self) -> Service:
+        """The service, once set (a job runs only after that)."""
         assert self.service is not None
         return self.service
 
@@ -111,13 +115,13 @@ class Dispatcher:
             return set(self._in_flight)
 
     def backing_off(self, rel: str) -> bool:
-        return time.monotonic() < self._not_before.get(rel, 0.0)
+        return time.monotonic() < self.timers.not_before(rel)
 
     def refused_identities(self, rel: str) -> frozenset[FileKey] | None:
-        return self._refused.get(rel)
+        return self.refused.get(rel)
 
     def retried(self, rel: str) -> None:
-        self._refused.pop(rel, None)
+        self.refused.pop(rel, None)
 
     def sent_early(self, rel: str, signature: tuple[object, ...]) -> bool:
         with self._lock:
@@ -150,39 +154,6 @@ class Dispatcher:
             for f in futures:
                 f.exception()
 
-    # -- timers -------------------------------------------------------------------------
-
-    def wake_at(self, when: float, unit: str, rel: str = "") -> None:
-        """Look at ``unit`` again at ``when``; with ``rel``, judge that artifact afresh then
-        (a retry time has come: its "nothing to do since" signature no longer holds)."""
-        with self._lock:
-            heapq.heappush(self._wakeups, (when, unit, rel))
-
-    def next_wakeup(self) -> float:
-        with self._lock:
-            return self._wakeups[0][0] if self._wakeups else float("inf")
-
-    def due(self, now: float) -> tuple[set[str], set[str]]:
-        """The units to look at now, and the artifacts to judge afresh."""
-        units: set[str] = set()
-        rels: set[str] = set()
-        with self._lock:
-            while self._wakeups and self._wakeups[0][0] <= now:
-                _, unit, rel = heapq.heappop(self._wakeups)
-                units.add(unit)
-                if rel:
-                    rels.add(rel)
-        return units, rels
-
-    def _back_off(self, rel: str) -> None:
-        """Hold ``rel`` back for a doubling delay after a failure that is not the server's
-        (a digest mismatch, an unexpected error); a success resets it (``_after``)."""
-        attempts = self._failures.get(rel, 0) + 1
-        self._failures[rel] = attempts
-        delay = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** (attempts - 1))
-        self._not_before[rel] = time.monotonic() + delay
-        log.warning("retry.scheduled", path=rel, attempts=attempts, retry_in=round(delay, 1))
-
     # -- hosts --------------------------------------------------------------------------
 
     def probe_due(self, now: float) -> None:
@@ -204,7 +175,7 @@ class Dispatcher:
         self.state.release_waiting(host.url)
         # Everything held for this host (waiting rows, and artifacts that arrived during the
         # outage and never tried) is judged again: a rescan forgets the settled signatures.
-        self._service.rescan()
+        self.service_.rescan()
 
     def base_done(self, base: str) -> bool:
         """The artifact making a recipe's base is done on every host (and not at work)."""
@@ -237,6 +208,16 @@ class Dispatcher:
         expected: Mapping[Path, int | None],
         signature: tuple[object, ...],
     ) -> None:
+        """Upload the weights of a complete artifact whose writer has closed them while the
+        quiet period still runs, so the upload overlaps the settle wait instead of following it.
+
+        Only the upload starts early, never the create: that still waits for readiness (the
+        structural check passed already; the quiet period must pass too). The file is
+        structurally complete and closed, and its digest is the follower's, verified (identity,
+        growth, leading region). A blob is content-addressed, so one sent for a file that then
+        changes is never referenced (the server prunes it at its next start). The import that
+        follows is the one of record. ``signature``: the weights' (rel, size, mtime_ns).
+        """
         rel = sa.rel_path
         with self._lock:
             if rel in self._in_flight or self._early.get(rel) == signature:
@@ -276,7 +257,7 @@ class Dispatcher:
                 for host in self.hosts
             ]
             outcomes = [(host, f.result()) for host, f in zip(self.hosts, futures, strict=True)]
-            self._after(sa, recipe, outcomes, results, sharers)
+            after_job(self, sa, recipe, outcomes=outcomes, results=results, sharers=sharers)
         except (StoppedError, CancelledError):
             pass
         except FileChangedError as exc:
@@ -286,15 +267,15 @@ class Dispatcher:
         except Exception as exc:  # one artifact's failure never stops the daemon
             log.exception("artifact.error", path=str(sa.artifact.path), error=str(exc))
             self.summary.mark(rel, "failed")
-            self._back_off(rel)
+            self.timers.back_off(rel)
         finally:
             self._done(rel)
             if not self.stop_event.is_set() and not self.once:
                 # One more look once the job is over (what changed meanwhile was skipped while
                 # it was in flight): a timer, not a file event, and not before a backoff ends.
-                when = max(time.monotonic(), self._not_before.get(rel, 0.0))
-                self.wake_at(when, self._service.unit_of(rel), rel)
-                self._service.after_job(rel)
+                when = max(time.monotonic(), self.timers.not_before(rel))
+                self.timers.wake_at(when, self.service_.unit_of(rel), rel)
+                self.service_.after_job(rel)
 
     def _early_job(self, sa: ScannedArtifact, expected: Mapping[Path, int | None]) -> None:
         rel = sa.rel_path
@@ -314,7 +295,7 @@ class Dispatcher:
         finally:
             self._done(rel)
             if not self.stop_event.is_set():
-                self.wake_at(time.monotonic(), self._service.unit_of(rel), rel)
+                self.timers.wake_at(time.monotonic(), self.service_.unit_of(rel), rel)
 
     def _removed_job(self, row: ArtifactRow) -> None:
         try:
@@ -339,83 +320,6 @@ class Dispatcher:
             model=recipe.model,
             digests={self._rel(p): r.digest for p, r in results.items()},
         )
-
-    def _after(
-        self,
-        sa: ScannedArtifact,
-        recipe: Recipe,
-        outcomes: list[tuple[Host, Outcome]],
-        results: Mapping[Path, HashResult],
-        sharers: Sharers,
-    ) -> None:
-        """A job's outcomes become events, timers, a backoff or a cleanup."""
-        rel = sa.rel_path
-        for host, outcome in outcomes:
-            if outcome.result in (Result.DONE, Result.FAILED):
-                log.log(
-                    20 if outcome.result is Result.DONE else 40,
-                    "artifact.done",
-                    path=str(sa.artifact.path),
-                    model=recipe.model,
-                    host=host.url,
-                    result=str(outcome.result),
-                    error=outcome.error,
-                    digests=sorted({r.digest for r in results.values()}),  # for hooks (issue 16)
-                )
-            if outcome.unreachable and not self.once and not host.down:
-                # A scan has no probes: it retries. The daemon holds the host's work until a
-                # probe sees it back: an outage costs one probe every few seconds, not N jobs.
-                host.down = True
-                self.probes.down(host)
-                log.warning(
-                    "host.down",
-                    host=host.url,
-                    error=outcome.error,
-                    fix="its work waits; dropzone probes it every few seconds (host.up)",
-                )
-            if outcome.result is Result.RETRY and outcome.retry_at is not None:
-                when = time.monotonic() + outcome.retry_at - time.time()
-                self.wake_at(when, self._service.unit_of(rel))
-            if outcome.result is Result.REHASH:
-                # The server saw other bytes than the digest says: forget it, hash again, but
-                # not at once: a mismatch that persists (a file rewritten in place all the
-                # time, a proxy that alters bodies) must not loop hash + upload.
-                for result in results.values():
-                    self.state.forget_digest(result.key)
-                self._back_off(rel)
-        if any(o.result in (Result.FAILED, Result.RETRY) for _, o in outcomes):
-            self.summary.mark(rel, "failed")
-        if any(o.result is Result.FAILED for _, o in outcomes):
-            keys = {r.key for r in results.values()}
-            if recipe.sidecar_key is not None:
-                keys.add(recipe.sidecar_key)
-            self._refused[rel] = frozenset(keys)
-        if all(o.result in (Result.DONE, Result.SKIPPED) for _, o in outcomes):
-            self._failures.pop(rel, None)
-            self._not_before.pop(rel, None)
-            self.summary.mark(rel, "done")
-            if any(o.result is Result.DONE for _, o in outcomes) and self._service.trusted():
-                apply_on_success(
-                    self.settings.on_success,
-                    recipe,
-                    {p: self.importer.current_key(r.key) for p, r in results.items()},
-                    rel=rel,
-                    drop_dir=self.drop_dir,
-                    state=self.state,
-                    needed_elsewhere=lambda path: self._needed(path, sharers),
-                )
-
-    def _needed(self, path: Path, sharers: Sharers) -> bool:
-        """True while another artifact that uses ``path`` is still there and not done on
-        every host: its cleanup removes the file once it is done."""
-        for other in sharers.get(path, []):
-            if not os.path.lexists(other.artifact.path):
-                continue  # cleaned (or removed) already
-            rows = self.state.rows(path=other.rel_path)
-            done = {r.host for r in rows if r.state is HostState.DONE}
-            if not all(host.url in done for host in self.hosts):
-                return True
-        return False
 
     def _rel(self, path: Path) -> str:
         try:

@@ -19,6 +19,7 @@ HEADER_CACHE_ENTRIES = 200_000
 HEADER_CACHE_BYTES = 64 << 20
 
 _NO_KEY = FileKey(0, 0, 0, 0, 0)
+Files = list[tuple[str, int, int]]  # (rel, size, mtime_ns) of an artifact's files and sidecar
 
 
 class FolderView:
@@ -109,4 +110,27 @@ def _under_any(rel: str, folders: list[str]) -> bool:
     """True when ``rel`` is one of ``folders``, lies under one, or holds one ("" is the root)."""
     return any(
         f in ("", rel) or rel.startswith(f + "/") or f.startswith(rel + "/") for f in folders
+    )
+
+
+def sidecar_stat(sa: ScannedArtifact, stats: Mapping[str, Entry]) -> Files:
+    if sa.sidecar_rel is None or sa.sidecar_rel not in stats:
+        return []
+    entry = stats[sa.sidecar_rel]
+    return [(sa.sidecar_rel, entry.size, entry.mtime_ns)]
+
+
+def signature(files: Files, stats: Mapping[str, Entry]) -> tuple[object, ...]:
+    """What the files looked like when last handled: with their ctime, which ``cp -p`` of a
+    same-size version with its mtime set back cannot hide."""
+    return tuple((*f, stats[f[0]].ctime_ns if f[0] in stats else 0) for f in files)
+
+
+def identities(sa: ScannedArtifact, stats: Mapping[str, Entry]) -> frozenset[FileKey]:
+    """The identities of the artifact's files and sidecar as the last listing saw them."""
+    rels = [p.path for p in sa.progress] + ([sa.sidecar_rel] if sa.sidecar_rel else [])
+    return frozenset(
+        FileKey(e.dev, e.inode, e.size, e.mtime_ns, e.ctime_ns)
+        for e in (stats.get(r) for r in rels)
+        if e is not None
     )

@@ -17,10 +17,9 @@ from dropzone import reconciler as rc
 from dropzone.claims import Claims
 from dropzone.dispatcher import Dispatcher
 from dropzone.errors import Problem
-from dropzone.folder_view import FolderView
+from dropzone.folder_view import Files, FolderView, identities, sidecar_stat, signature
 from dropzone.follow import Followers
 from dropzone.hashing import cached_digest
-from dropzone.identity import FileKey
 from dropzone.importer import Host
 from dropzone.model import Recipe
 from dropzone.names import parse_name
@@ -38,7 +37,6 @@ from dropzone.state import StateStore, request_fingerprint
 log = structlog.get_logger("dropzone.daemon")
 
 WEIGHT_SUFFIXES = (".gguf", ".safetensors")
-Files = list[tuple[str, int, int]]  # (rel, size, mtime_ns) of an artifact's files and sidecar
 
 
 class Looker:
@@ -121,8 +119,8 @@ class Looker:
         seen = rc.Seen(sa.status)
         if sa.status is not Status.INVALID:
             files = [(p.path, stats[p.path].size, stats[p.path].mtime_ns) for p in sa.progress]
-            files += _sidecar_stat(sa, stats)
-            unchanged = self.settled_at.get(rel) == _signature(files, stats)
+            files += sidecar_stat(sa, stats)
+            unchanged = self.settled_at.get(rel) == signature(files, stats)
             weights = tuple(f for f in files if f[0].endswith(WEIGHT_SUFFIXES))
             seen = rc.Seen(
                 sa.status,
@@ -147,7 +145,7 @@ class Looker:
             elif isinstance(action, rc.Unfollow):
                 self._unfollow(rel)
             elif isinstance(action, rc.Wait):
-                self.dispatcher.wake_at(time.monotonic() + action.seconds, unit)
+                self.dispatcher.timers.wake_at(time.monotonic() + action.seconds, unit)
             elif isinstance(action, rc.UploadEarly):
                 self._upload_early(sa, files)
             elif isinstance(action, rc.Candidate):
@@ -217,7 +215,7 @@ class Looker:
                 in_flight=self.dispatcher.in_flight(rel),
                 backing_off=self.dispatcher.backing_off(rel),
                 touched_since_refused=refused is not None
-                and refused != _identities(sa, self.view.stats_of(rel)),
+                and refused != identities(sa, self.view.stats_of(rel)),
             )
         for action in rc.gate(g):
             if isinstance(action, rc.Unfollow):
@@ -241,7 +239,7 @@ class Looker:
         for action in rc.hosts(self._host_views(rel, recipe), time.time(), once=self.once):
             if isinstance(action, rc.Wait):
                 unit = self.view.unit_of(rel)
-                self.dispatcher.wake_at(time.monotonic() + action.seconds, unit, rel)
+                self.dispatcher.timers.wake_at(time.monotonic() + action.seconds, unit, rel)
             elif isinstance(action, rc.Probe):
                 pass  # the dispatcher probes a host from its host.down on (``Probes``)
             elif isinstance(action, rc.Settled):
@@ -249,7 +247,7 @@ class Looker:
                 self.report.summary.mark(rel, action.outcome)
                 stats = self.view.stats_of(rel)
                 files = [(p.path, stats[p.path].size, stats[p.path].mtime_ns) for p in sa.progress]
-                self.settled_at[rel] = _signature(files + _sidecar_stat(sa, stats), stats)
+                self.settled_at[rel] = signature(files + sidecar_stat(sa, stats), stats)
             elif isinstance(action, rc.StartJob):
                 self.report.clear(rel)
                 self.settled_at.pop(rel, None)
@@ -284,20 +282,10 @@ class Looker:
         return views
 
     def _upload_early(self, sa: ScannedArtifact, files: Files) -> None:
-        """Upload the weights of a complete artifact whose writer has closed them while the
-        quiet period still runs, so the upload overlaps the settle wait instead of following it.
-
-        Only the upload starts early, never the create: that still waits for readiness (the
-        structural check passed already; the quiet period must pass too). The file is
-        structurally complete and closed, and its digest is the follower's, verified (identity,
-        growth, leading region). A blob is content-addressed, so one sent for a file that then
-        changes is never referenced (the server prunes it at its next start). The import that
-        follows is the one of record.
-        """
-        signature = tuple(f for f in files if f[0].endswith(WEIGHT_SUFFIXES))
+        """Upload its closed weights while the settle wait runs (``Dispatcher.start_early``)."""
         weights = [f for f in sa.artifact.files if f.path.suffix in WEIGHT_SUFFIXES]
-        expected = {f.path: f.seen_size for f in weights}
-        self.dispatcher.start_early(sa, expected, signature)
+        signature = tuple(f for f in files if f[0].endswith(WEIGHT_SUFFIXES))
+        self.dispatcher.start_early(sa, {f.path: f.seen_size for f in weights}, signature)
 
     def _claim(self, rel: str, recipe: Recipe) -> Recipe | list[Problem]:
         """Two artifacts in different units may claim one model name too: neither is made."""
@@ -361,26 +349,3 @@ class Looker:
             return cached_digest(self.state, path) is not None
         except OSError:
             return False
-
-
-def _sidecar_stat(sa: ScannedArtifact, stats: Mapping[str, Entry]) -> Files:
-    if sa.sidecar_rel is None or sa.sidecar_rel not in stats:
-        return []
-    entry = stats[sa.sidecar_rel]
-    return [(sa.sidecar_rel, entry.size, entry.mtime_ns)]
-
-
-def _signature(files: Files, stats: Mapping[str, Entry]) -> tuple[object, ...]:
-    """What the files looked like when last handled: with their ctime, which ``cp -p`` of a
-    same-size version with its mtime set back cannot hide."""
-    return tuple((*f, stats[f[0]].ctime_ns if f[0] in stats else 0) for f in files)
-
-
-def _identities(sa: ScannedArtifact, stats: Mapping[str, Entry]) -> frozenset[FileKey]:
-    """The identities of the artifact's files and sidecar as the last listing saw them."""
-    rels = [p.path for p in sa.progress] + ([sa.sidecar_rel] if sa.sidecar_rel else [])
-    return frozenset(
-        FileKey(e.dev, e.inode, e.size, e.mtime_ns, e.ctime_ns)
-        for e in (stats.get(r) for r in rels)
-        if e is not None
-    )
