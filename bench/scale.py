@@ -225,8 +225,7 @@ def profile_reconcile(drop: Path, state: Path, url: str, count: int) -> None:
             daemon.reconcile(full=True)
             profiler.disable()
             took = time.perf_counter() - started
-            with daemon._lock:
-                busy = len(daemon._in_flight)
+            busy = len(daemon.dispatcher.busy())
             print(f"  {label}: {took:.3f} s ({took / count * 1e3:.3f} ms per artifact; under"
                   f" cProfile), jobs started {busy}")  # fmt: skip
             stats = pstats.Stats(profiler)

@@ -63,7 +63,7 @@ exit status: 0, 2 when the state store cannot be read (the message says how to
 
 examples:
   dropzone status --config /etc/dropzone/dropzone.toml
-  dropzone status --json | jq '.[] | select(.state == "failed")'""",
+  dropzone status --json | jq '.[] | select(.state == "refused")'""",
     "retry": """\
 Clears refusals and backoff so the named artifacts (or all) are tried again, and
 asks a running daemon to rescan (SIGHUP).

@@ -32,6 +32,33 @@ PREEMPT_AFTER_SECONDS = 0.05  # a slot held by a hash of a complete file frees i
 CANCEL_WAIT_SECONDS = 1.0
 
 
+class HashSlots(threading.Semaphore):
+    """The hash slots, counting the ones taken: a slot must never outlive its reason (issue 11),
+    and ``in_use`` lets a test (and a debugger) see that."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(value)
+        self._count_lock = threading.Lock()
+        self._taken = 0
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        got = super().acquire(blocking, timeout)
+        if got:
+            with self._count_lock:
+                self._taken += 1
+        return got
+
+    def release(self, n: int = 1) -> None:
+        with self._count_lock:
+            self._taken -= n
+        super().release(n)
+
+    @property
+    def in_use(self) -> int:
+        with self._count_lock:
+            return self._taken
+
+
 class Follower:
     def __init__(
         self,
@@ -44,6 +71,11 @@ class Follower:
         self._slots = slots
         self._halt = threading.Event()
         self._cancelled = False
+        # The slot goes from the following thread to ``finish``'s caller, who holds it through
+        # the final pass (a full re-hash on doubt): released once, by whoever ends last.
+        self._finishing = False
+        self._released = False
+        self._release_lock = threading.Lock()
         self._stopping = stop
         self._thread = threading.Thread(target=self._loop, name=f"follow:{path.name}", daemon=True)
         self._hasher = FollowingHasher(path, stop=self._interrupted, root=root)
@@ -67,17 +99,40 @@ class Follower:
         finally:
             if self._cancelled:
                 self._hasher.close()  # here, never under a read still in progress
-            self._slots.release()
+            with self._release_lock:
+                keep = self._finishing  # ``finish`` holds the slot from here on
+            if not keep:
+                self._release_slot()
+
+    def _release_slot(self) -> None:
+        with self._release_lock:
+            if self._released:
+                return
+            self._released = True
+        self._slots.release()
 
     def finish(self, expected_size: int | None) -> HashResult:
-        """Stop following, catch up with the last bytes, verify, and return the digest."""
-        self._halt.set()
-        while self._thread.is_alive():  # ends between two chunks; a stop does not wait for it
-            self._thread.join(POLL_SECONDS * 5)
-            if self._stopping.is_set() and self._thread.is_alive():
+        """Stop following, catch up with the last bytes, verify, and return the digest; the
+        hash slot is held until then."""
+        with self._release_lock:
+            self._finishing = True
+            lost = self._released  # the thread ended on its own (an error) and freed it
+            self._released = False
+        while lost and not self._slots.acquire(timeout=POLL_SECONDS * 5):
+            if self._stopping.is_set():
+                with self._release_lock:
+                    self._released = True
                 raise StoppedError(f"following {self.path} stopped")
-        # The hasher checks identity, growth and the leading region; it re-hashes on doubt.
-        return self._hasher.finish(expected_size)
+        self._halt.set()
+        try:
+            while self._thread.is_alive():  # ends between two chunks; a stop does not wait
+                self._thread.join(POLL_SECONDS * 5)
+                if self._stopping.is_set() and self._thread.is_alive():
+                    raise StoppedError(f"following {self.path} stopped")
+            # The hasher checks identity, growth and the leading region; it re-hashes on doubt.
+            return self._hasher.finish(expected_size)
+        finally:
+            self._release_slot()
 
     def cancel(self, deadline: float | None = None) -> None:
         """Stop following; waits until ``deadline`` (monotonic; default: CANCEL_WAIT_SECONDS
@@ -95,6 +150,8 @@ class Follower:
             )
 
     def halt(self) -> None:
+        """Stop following without waiting: the thread closes the file and frees the slot
+        itself, at the end of its current chunk (never a wait on the main loop)."""
         self._cancelled = True
         self._halt.set()
 
@@ -150,9 +207,25 @@ class Followers:
         follower.cancel()  # its thread releases the slot
         log.debug("hash.follow.preempted", path=str(path))
 
+    def live(self) -> list[Path]:
+        """The files followed now, sorted (issue 11: none outlives its reason; tests list them)."""
+        with self._lock:
+            return sorted(self._by_path)
+
     def take(self, path: Path) -> Follower | None:
         with self._lock:
             return self._by_path.pop(path, None)
+
+    def release(self, gone: Callable[[Path], bool]) -> list[Path]:
+        """Stop following the files ``gone`` says can no longer become an import (issue 11),
+        without waiting: each thread frees its slot at the end of its current chunk."""
+        with self._lock:
+            paths = [p for p in self._by_path if gone(p)]
+            followers = [self._by_path.pop(p) for p in paths]
+        for path, follower in zip(paths, followers, strict=True):
+            follower.halt()
+            log.debug("hash.follow.stopped", path=str(path), reason="not an import as it is")
+        return paths
 
     def drop_except(self, keep: Callable[[Path], bool]) -> None:
         """Cancel followers of files that are gone or no longer wanted: all are told at once,

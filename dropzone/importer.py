@@ -206,7 +206,7 @@ class Importer:
             self._state.set_host_state(
                 key,
                 host.url,
-                HostState.FAILED,
+                HostState.REFUSED,
                 model=recipe.model,
                 request_fingerprint=fingerprint,
                 error=refusal,
@@ -232,7 +232,7 @@ class Importer:
         host.client.show(recipe.model)
         self._follow_links(recipe, digests, identities, host)
         if (refused := check_load(host.client, recipe.model, self.verify, ctx)) is not None:
-            self._state.set_host_state(key, host.url, HostState.FAILED, error=refused)
+            self._state.set_host_state(key, host.url, HostState.REFUSED, error=refused)
             return Outcome(Result.FAILED, refused)
         self._state.set_host_state(key, host.url, HostState.DONE, attempts=0)
         seconds = round(time.monotonic() - started, 3)
@@ -446,7 +446,7 @@ class Importer:
         self._state.set_host_state(
             key,
             host.url,
-            HostState.FAILED,
+            HostState.REFUSED if retry_at is None else HostState.WAITING,
             model=model,
             request_fingerprint=fingerprint,
             attempts=attempts,

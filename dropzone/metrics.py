@@ -29,7 +29,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from dropzone import __version__
-from dropzone.state import HostState, StateStore
+from dropzone.state import HostState, StateStore, settled_state
 
 # Hashing and uploading a model takes seconds to an hour; a create, from a second (a GGUF
 # copied as is) to an hour (quantizing a 70B safetensors model).
@@ -42,8 +42,9 @@ REASONS = (
     "server_side",  # 401/403/413/507: the server or its proxy must change (artifact.refused)
     "load_failed",  # made, but the server could not load it (verify = "load")
 )
-# The states of dropzone_artifacts: the state machine's, with "failed" split as status shows it.
-STATES = ("pending", "hashing", "uploading", "creating", "waiting", "refused", "done")
+# The states of dropzone_artifacts: the state machine's (an old "failed" row is split as status
+# shows it, ``settled_state``).
+STATES = ("pending", "ready", "hashing", "uploading", "creating", "waiting", "refused", "done")
 _NOT_WAITING = {"done", "refused"}
 
 
@@ -205,17 +206,13 @@ def _number(value: object) -> float:
 
 def shown_state(state: HostState, next_retry_at: float | None) -> str:
     """A state-store row's state as the metrics (and ``status``) name it."""
-    if state is HostState.FAILED:
-        return "waiting" if next_retry_at is not None else "refused"
-    return str(state)
+    return str(settled_state(state, next_retry_at))
 
 
 class StateCollector(Collector):
     """Gauges read from the state store at each scrape (they survive restarts)."""
 
-    def __init__(
-        self, state: StateStore, hosts: Sequence[str], clock: Callable[[], float]
-    ) -> None:
+    def __init__(self, state: StateStore, hosts: Sequence[str], clock: Callable[[], float]) -> None:
         self._state = state
         self._hosts = list(hosts)
         self._clock = clock

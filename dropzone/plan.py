@@ -40,7 +40,8 @@ def next_step(recorded: Recorded | None, fingerprint: str, now: float) -> Step:
     same = recorded.request_fingerprint == fingerprint
     if recorded.state == "done" and same:
         return Step.SKIP
-    if recorded.state == "failed" and same:
+    # "failed": a row of schema 3 or older, read by its retry time (``state.settled_state``).
+    if recorded.state in ("waiting", "refused", "failed") and same:
         if recorded.next_retry_at is None:
             return Step.REFUSED
         if recorded.next_retry_at > now:

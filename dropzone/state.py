@@ -77,16 +77,54 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # for, and the create is not sent again.
         "ALTER TABLE artifact_hosts ADD COLUMN model_before TEXT",
     ),
+    (
+        # "waiting" and "refused" are states of their own, no longer read off "failed" and
+        # next_retry_at (issue 11). SQLite cannot change a CHECK in place: the table is rebuilt.
+        """CREATE TABLE artifact_hosts_v4 (
+            path TEXT NOT NULL, host TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN
+                ('pending', 'ready', 'hashing', 'uploading', 'creating', 'done', 'waiting',
+                 'refused', 'failed')),
+            model TEXT, request_fingerprint TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, next_retry_at REAL,
+            updated_at REAL NOT NULL, model_before TEXT,
+            PRIMARY KEY (path, host)
+        )""",
+        """INSERT INTO artifact_hosts_v4 SELECT path, host,
+            CASE WHEN state != 'failed' THEN state
+                 WHEN next_retry_at IS NOT NULL THEN 'waiting' ELSE 'refused' END,
+            model, request_fingerprint, attempts, last_error, next_retry_at, updated_at,
+            model_before FROM artifact_hosts""",
+        "DROP TABLE artifact_hosts",
+        "ALTER TABLE artifact_hosts_v4 RENAME TO artifact_hosts",
+    ),
 )
 
 
 class HostState(StrEnum):
     PENDING = "pending"
+    READY = "ready"
     HASHING = "hashing"
     UPLOADING = "uploading"
     CREATING = "creating"
     DONE = "done"
+    WAITING = "waiting"  # a transient failure: tried again at next_retry_at (or at host.up)
+    REFUSED = "refused"  # this exact request fails for good: until the files or sidecar change
+    # Written by no release since schema 4; a row a newer writer may leave. Read like the old
+    # schema did: with a retry time it waits, without it is refused (``settled_state``).
     FAILED = "failed"
+
+
+# The states after a failure: the ones ``dropzone retry`` clears.
+FAILURE_STATES: Final = (HostState.WAITING, HostState.REFUSED, HostState.FAILED)
+
+
+def settled_state(state: HostState, next_retry_at: float | None) -> HostState:
+    """A row's state as status, metrics and the plan name it: a ``failed`` row is waiting
+    or refused by its retry time."""
+    if state is HostState.FAILED:
+        return HostState.WAITING if next_retry_at is not None else HostState.REFUSED
+    return state
 
 
 class _Keep(Enum):
@@ -422,21 +460,21 @@ class StateStore:
         return row
 
     def clear_failures(self, paths: Iterable[str | Path] | None = None) -> list[HostRow]:
-        """``dropzone retry``: every ``failed`` row (refused, or waiting for a retry) of
+        """``dropzone retry``: every waiting or refused row (``FAILURE_STATES``) of
         ``paths`` (all artifacts when None) becomes ``pending`` with no attempts, no error, no
         retry time and no request fingerprint, so the plan says GO for any request. Returns the
         rows as they were, ordered by path then host."""
         with self._tx():
             if paths is None:
                 failed = self._conn.execute(
-                    _SELECT_HOSTS + " WHERE state=? ORDER BY path, host", (str(HostState.FAILED),)
+                    _SELECT_HOSTS + f" WHERE state IN {_FAILURES} ORDER BY path, host"
                 ).fetchall()
             else:
                 failed = []
                 for path in dict.fromkeys(str(p) for p in paths):
                     failed += self._conn.execute(
-                        _SELECT_HOSTS + " WHERE path=? AND state=? ORDER BY host",
-                        (_key(path), str(HostState.FAILED)),
+                        _SELECT_HOSTS + f" WHERE path=? AND state IN {_FAILURES} ORDER BY host",
+                        (_key(path),),
                     ).fetchall()
             self._conn.executemany(
                 "UPDATE artifact_hosts SET state=?, request_fingerprint=NULL, attempts=0,"
@@ -451,14 +489,15 @@ class StateStore:
         artifact paths."""
         with self._tx():
             rows = self._conn.execute(
-                "SELECT path FROM artifact_hosts WHERE host=? AND state=?"
+                "SELECT path FROM artifact_hosts WHERE host=? AND state IN ('waiting', 'failed')"
                 " AND next_retry_at IS NOT NULL",
-                (host, str(HostState.FAILED)),
+                (host,),
             ).fetchall()
             self._conn.execute(
-                "UPDATE artifact_hosts SET next_retry_at=? WHERE host=? AND state=?"
+                "UPDATE artifact_hosts SET next_retry_at=? WHERE host=?"
+                " AND state IN ('waiting', 'failed')"
                 " AND next_retry_at IS NOT NULL AND next_retry_at > ?",
-                (self._clock(), host, str(HostState.FAILED), self._clock()),
+                (self._clock(), host, self._clock()),
             )
         return [from_column(r[0]) for r in rows]
 
@@ -493,7 +532,8 @@ class StateStore:
                 " FROM artifact_hosts GROUP BY 1, 2, 3"
             ).fetchall()
             backlog = self._conn.execute(
-                "SELECT path, host, updated_at FROM artifact_hosts WHERE state != 'done'"
+                "SELECT path, host, updated_at FROM artifact_hosts"
+                " WHERE state NOT IN ('done', 'refused')"
                 " AND NOT (state = 'failed' AND next_retry_at IS NULL)"
             ).fetchall()
         return (
@@ -526,6 +566,7 @@ class StateStore:
                 self._depth = 0
 
 
+_FAILURES = "(" + ", ".join(f"'{s}'" for s in FAILURE_STATES) + ")"
 _SELECT_HOSTS = (
     "SELECT path, host, state, model, request_fingerprint, attempts, last_error,"
     " next_retry_at, updated_at, model_before FROM artifact_hosts"

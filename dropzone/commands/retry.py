@@ -2,8 +2,8 @@
 
 A refusal is recorded against the exact create request, so nothing the folder shows (a
 ``touch``, a restart) makes the daemon send the same request again; this command does. Every
-``failed`` (artifact, host) row of the named artifacts (all artifacts without a PATH) becomes
-``pending`` with no attempts and no request fingerprint.
+``waiting`` or ``refused`` (artifact, host) row of the named artifacts (all artifacts without a
+PATH) becomes ``pending`` with no attempts and no request fingerprint.
 
 It takes no lock: the store is shared with a running daemon through WAL, as ``status`` shares
 it. When a daemon holds ``state_dir/dropzone.lock`` it is sent SIGHUP, whose full rescan judges

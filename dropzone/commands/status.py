@@ -22,7 +22,7 @@ from dropzone.commands import _common
 from dropzone.errors import ConfigError
 from dropzone.fsnames import shown
 from dropzone.readonly_store import access_problem
-from dropzone.state import DB_NAME, ArtifactRow, HostRow, HostState, StateStore
+from dropzone.state import DB_NAME, ArtifactRow, HostRow, HostState, StateStore, settled_state
 
 SHORT_DIGEST = 12
 _COLUMNS = (
@@ -142,9 +142,7 @@ def state_name(h: HostRow, note: str | None = None) -> str:
     from an earlier version whose artifact is pending or refused now says so, not ``done``."""
     if h.state is HostState.DONE and _note_state(note) is not None:
         return str(_note_state(note))
-    if h.state is HostState.FAILED:
-        return "waiting" if h.next_retry_at is not None else "refused"
-    return str(h.state)
+    return str(settled_state(h.state, h.next_retry_at))
 
 
 def _note_state(note: str | None) -> str | None:

@@ -43,7 +43,7 @@ def test_a_load_failure_is_a_refusal_with_the_servers_text(
     assert done["result"] == "failed" and "unknown architecture" in done["error"]
     assert not daemon.find("model.created", model="broken:latest")
     row = daemon.daemon.state.host_state("Broken.gguf", emulator.url)
-    assert row is not None and str(row.state) == "failed" and row.next_retry_at is None
+    assert row is not None and str(row.state) == "refused" and row.next_retry_at is None
     assert row.last_error is not None and "unknown architecture" in row.last_error
     # Counted by reason in the metrics.
     m = Metrics(hosts=[emulator.url], drop_dir=drop, state=None)
