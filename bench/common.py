@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import structlog
 
-from dropzone.gguf import read_header_file
+from dropzone.formats.gguf import read_header_file
 
 if TYPE_CHECKING:
     import gguf

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from common import ROOT, MiB, cpu_seconds, free_port, machine, server, workdir, write_random
 
-from dropzone.hashing import sha256_file
+from dropzone.imports.hashing import sha256_file
 
 
 def upload(payload: Path, url: str, expect: bool) -> float:

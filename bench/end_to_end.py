@@ -62,8 +62,8 @@ from common import (
 )
 from hash_follow import Copy, make_gguf_like
 
-from dropzone.hashing import sha256_file
-from dropzone.ollama import OllamaClient, make_http_client
+from dropzone.imports.hashing import sha256_file
+from dropzone.ollama.client import OllamaClient, make_http_client
 
 BAR_RATIO = 0.7
 Event = dict[str, Any]
@@ -268,7 +268,7 @@ import json, re, sys
 from collections import Counter
 from pathlib import Path
 from dropzone.testing.ollama import Emulator
-from dropzone.testing.store import Store
+from dropzone.testing.emulator.store import Store
 store, port, validate = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 if sys.argv[4] == "1":
     scan_names, write_manifest, delete_model = Store.names, Store.write_manifest, Store.delete_model

@@ -44,8 +44,8 @@ from common import (
     write_random,
 )
 
-from dropzone.follow import POLL_SECONDS, Followers
-from dropzone.hashing import sha256_file
+from dropzone.imports.follow import POLL_SECONDS, Followers
+from dropzone.imports.hashing import sha256_file
 
 BAR_SECONDS = 0.05
 # The writer: a separate process with nothing imported, copying in 1 MiB writes and sleeping

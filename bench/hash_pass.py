@@ -48,7 +48,7 @@ from common import (
     write_random,
 )
 
-from dropzone.hashing import CHUNK_SIZE, hash_file, sha256_file
+from dropzone.imports.hashing import CHUNK_SIZE, hash_file, sha256_file
 
 SPEED_BLOCK = 16384
 SERIAL_CHUNK = 4 << 20

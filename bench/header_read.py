@@ -25,7 +25,7 @@ from pathlib import Path
 import gguf
 from common import finish_f16_header
 
-from dropzone.gguf import read_header_file
+from dropzone.formats.gguf import read_header_file
 
 GIB = 1 << 30
 N_VOCAB, N_MERGES, N_LAYERS = 128_256, 280_147, 32

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from prometheus_client import generate_latest
 
-from dropzone.metrics import Metrics
-from dropzone.state import HostState, StateStore
+from dropzone.fleet.metrics import Metrics
+from dropzone.store.state import HostState, StateStore
 
 HOST = "http://127.0.0.1:11434"
 

@@ -55,8 +55,8 @@ from end_to_end import (
     use_source,
 )
 
-from dropzone.daemon import Daemon
-from dropzone.settings import OllamaHost, Settings
+from dropzone.config.settings import OllamaHost, Settings
+from dropzone.service.daemon import Daemon
 from dropzone.testing.builders import build_gguf
 
 START_IDLE_BAR = 10.0
@@ -195,7 +195,7 @@ def top_functions(raw: Path, n: int = 18) -> list[tuple[float, float, str]]:
 
 
 def _frame(text: str) -> str:
-    """``Daemon.reconcile (dropzone/daemon.py:301)`` -> ``Daemon.reconcile (daemon.py)``."""
+    """``Daemon.reconcile (dropzone/service/daemon.py:301)`` -> ``Daemon.reconcile (daemon.py)``."""
     name, _, where = text.partition(" (")
     return f"{name} ({where.split(':')[0].split('/')[-1].rstrip(')')})"
 

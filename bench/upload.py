@@ -54,7 +54,7 @@ from common import (
     write_sparse,
 )
 
-from dropzone.hashing import sha256_file
+from dropzone.imports.hashing import sha256_file
 
 RSS_BAR = 64 * MiB
 # "The same at every size": what a few more pages of interpreter heap may add, not one chunk.
@@ -63,17 +63,17 @@ ANY_DIGEST = "sha256:" + "0" * 64  # the discarding receiver never checks it
 
 
 # The push_blob sender: a child importing only what the daemon's upload path needs, so its
-# peak RSS is the interpreter, httpx, dropzone.ollama and the upload itself.
+# peak RSS is the interpreter, httpx, dropzone.ollama.client and the upload itself.
 # The client is built before the clock starts, as the daemon builds it once (loading the CA
 # bundle alone takes ~50 ms); the connection is opened inside, as curl's is.
-# An optional fourth argument overrides dropzone.ollama.CHUNK_BYTES (``--chunks``).
+# An optional fourth argument overrides dropzone.ollama.client.CHUNK_BYTES (``--chunks``).
 PUSH = """
 import re, sys, time
-import dropzone.ollama
-from dropzone.ollama import OllamaClient, make_http_client
+import dropzone.ollama.client
+from dropzone.ollama.client import OllamaClient, make_http_client
 url, digest, path = sys.argv[1:4]
 if len(sys.argv) > 4:
-    dropzone.ollama.CHUNK_BYTES = int(sys.argv[4])
+    dropzone.ollama.client.CHUNK_BYTES = int(sys.argv[4])
 with make_http_client() as http:
     client = OllamaClient(url, http)
     cpu = time.process_time()

@@ -18,8 +18,8 @@ import structlog
 import structlog.tracebacks
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from dropzone.eventtap import tap
-from dropzone.fsnames import shown_in
+from dropzone.fleet.eventtap import tap
+from dropzone.fs.bytenames import shown_in
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR, "critical": logging.CRITICAL}  # fmt: skip

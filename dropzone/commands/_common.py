@@ -9,8 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
-from dropzone.errors import ConfigError
-from dropzone.settings import (
+from dropzone.config.settings import (
     CONFIG_ENV,
     DEFAULT_CONFIG_PATH,
     ENV_PREFIX,
@@ -18,6 +17,7 @@ from dropzone.settings import (
     Settings,
     load_settings,
 )
+from dropzone.errors import ConfigError
 
 EXIT_CONFIG = 2
 

@@ -10,12 +10,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dropzone.commands._common import EXIT_CONFIG, flag_overrides, load, report_config_error
-from dropzone.daemon import Daemon
+from dropzone.commands._local_emulator import local_emulators
 from dropzone.errors import ConfigError
-from dropzone.local_emulator import local_emulators
+from dropzone.imports.progress import Progress
 from dropzone.logs import configure_logging
-from dropzone.progress import Progress
-from dropzone.storelock import lock_store
+from dropzone.service.daemon import Daemon
+from dropzone.store.lock import lock_store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

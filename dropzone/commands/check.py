@@ -19,14 +19,14 @@ from typing import Any
 
 from dropzone.commands import _common
 from dropzone.errors import DropzoneError, OllamaError, Problem
-from dropzone.fsnames import shown, shown_in
-from dropzone.hashing import hash_file
-from dropzone.model import Recipe
-from dropzone.ollama import OllamaClient, make_http_client
-from dropzone.recipe_checks import quantize_refusal
-from dropzone.recipes import build_recipes
-from dropzone.scanner import ScannedArtifact, Status, list_tree, scan
-from dropzone.sidecar import SidecarSpec, load_spec
+from dropzone.fs.bytenames import shown, shown_in
+from dropzone.imports.hashing import hash_file
+from dropzone.imports.precheck import quantize_refusal
+from dropzone.ollama.client import OllamaClient, make_http_client
+from dropzone.recipes.recipe import build_recipes
+from dropzone.recipes.sidecar import SidecarSpec, load_spec
+from dropzone.recipes.types import Recipe
+from dropzone.scan.scanner import ScannedArtifact, Status, list_tree, scan
 
 _FOLDER_MARKERS = ("config.json", "adapter_config.json")
 

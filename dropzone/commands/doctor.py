@@ -18,9 +18,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dropzone import fsinfo
 from dropzone.commands import _common
-from dropzone.diagnosis import (
+from dropzone.commands._diagnosis import (
     SUGGESTED_POLL,
     Finding,
     Status,
@@ -30,6 +29,7 @@ from dropzone.diagnosis import (
     space_finding,
     version_finding,
 )
+from dropzone.config.settings import OllamaHost, Settings
 from dropzone.errors import (
     ConfigError,
     OllamaError,
@@ -37,15 +37,15 @@ from dropzone.errors import (
     RequestTimeoutError,
     UnreachableError,
 )
-from dropzone.filters import IgnoreRules
-from dropzone.ollama import OllamaClient, Timeouts, make_http_client
-from dropzone.placement_report import local_import_report
-from dropzone.readonly_store import access_problem, connect_readonly, current_user
-from dropzone.scan_gguf import SHARD_RE
-from dropzone.settings import OllamaHost, Settings
-from dropzone.state import DB_NAME, MIGRATIONS, StateStore
-from dropzone.watch_mode import decide
-from dropzone.watcher import native_events_work
+from dropzone.fs import info as fsinfo
+from dropzone.imports.placement_report import local_import_report
+from dropzone.ollama.client import OllamaClient, Timeouts, make_http_client
+from dropzone.scan._gguf_files import SHARD_RE
+from dropzone.scan.ignore import IgnoreRules
+from dropzone.service.watch_mode import decide
+from dropzone.service.watcher import native_events_work
+from dropzone.store.readonly import access_problem, connect_readonly, current_user
+from dropzone.store.state import DB_NAME, MIGRATIONS, StateStore
 
 PROBE_SECONDS = 2.0
 HOST_TIMEOUTS = Timeouts(connect=3.0, quick=5.0)

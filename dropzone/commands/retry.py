@@ -26,11 +26,11 @@ import structlog
 
 from dropzone.commands import _common
 from dropzone.errors import ConfigError
-from dropzone.fsnames import shown
+from dropzone.fs.bytenames import shown
 from dropzone.logs import configure_logging
-from dropzone.sidecar import sidecar_format
-from dropzone.state import DB_NAME, HostRow, StateStore
-from dropzone.storelock import LOCK_NAME
+from dropzone.recipes.sidecar import sidecar_format
+from dropzone.store.lock import LOCK_NAME
+from dropzone.store.state import DB_NAME, HostRow, StateStore
 
 log = structlog.get_logger("dropzone.retry")
 

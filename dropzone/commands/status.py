@@ -20,9 +20,9 @@ from pathlib import Path
 
 from dropzone.commands import _common
 from dropzone.errors import ConfigError
-from dropzone.fsnames import shown
-from dropzone.readonly_store import access_problem
-from dropzone.state import DB_NAME, ArtifactRow, HostRow, HostState, StateStore, settled_state
+from dropzone.fs.bytenames import shown
+from dropzone.store.readonly import access_problem
+from dropzone.store.state import DB_NAME, ArtifactRow, HostRow, HostState, StateStore, settled_state
 
 SHORT_DIGEST = 12
 _COLUMNS = (

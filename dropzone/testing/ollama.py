@@ -34,11 +34,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from dropzone.names import InvalidNameError, parse_name
-from dropzone.testing.emulator_app import App, Features
-from dropzone.testing.emulator_faults import Counters, Faults, RequestRecord
-from dropzone.testing.emulator_http import EmulatorServer
-from dropzone.testing.store import Store
+from dropzone.recipes.names import InvalidNameError, parse_name
+from dropzone.testing.emulator.app import App, Features
+from dropzone.testing.emulator.faults import Counters, Faults, RequestRecord
+from dropzone.testing.emulator.http import EmulatorServer
+from dropzone.testing.emulator.store import Store
 
 __all__ = ["Counters", "Emulator", "Faults", "RequestRecord", "main"]
 

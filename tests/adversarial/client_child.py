@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from dropzone.ollama import OllamaClient, make_http_client
+from dropzone.ollama.client import OllamaClient, make_http_client
 
 
 def main(url: str, operation: str) -> None:

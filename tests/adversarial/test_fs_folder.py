@@ -12,7 +12,7 @@ import shutil
 import pytest
 from e2e_env import Dropzone
 
-from dropzone.dropguard import MARKER
+from dropzone.service.dropguard import MARKER
 from dropzone.testing.builders import build_gguf
 
 

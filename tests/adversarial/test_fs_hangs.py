@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from e2e_env import Dropzone
 
-from dropzone import follow
-from dropzone.follow import Followers
-from dropzone.hashing import FollowingHasher
+from dropzone.imports import follow
+from dropzone.imports.follow import Followers
+from dropzone.imports.hashing import FollowingHasher
 from dropzone.testing.builders import build_gguf
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from e2e_env import Dropzone
 
-from dropzone import reporter
-from dropzone.scanner import HeaderCache, list_tree, scan
+from dropzone.scan.scanner import HeaderCache, list_tree, scan
+from dropzone.service import reporter
 from dropzone.testing.builders import build_gguf
 
 # The stated bound for the 100,000-file drop folder below: the daemon's peak RSS (VmHWM).

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from e2e_env import Dropzone
 
-from dropzone import gguf, safetensors
-from dropzone.headers import HeaderError
-from dropzone.scanner import list_tree, scan
-from dropzone.sidecar import load_sidecar
+from dropzone.formats import gguf, safetensors
+from dropzone.formats.headers import HeaderError
+from dropzone.recipes.sidecar import load_sidecar
+from dropzone.scan.scanner import list_tree, scan
 from dropzone.testing.builders import build_gguf
 
 SECRET = b"root:$6$hunter2salt$s3cr3tHash:19000:0:99999:7:::\n"

@@ -40,7 +40,7 @@ from dropzone.errors import (
     RequestTimeoutError,
     TransientError,
 )
-from dropzone.ollama import CREATE_LINE_CAP, OllamaClient, Timeouts, make_http_client
+from dropzone.ollama.client import CREATE_LINE_CAP, OllamaClient, Timeouts, make_http_client
 
 CHILD = Path(__file__).with_name("client_child.py")
 # What a hostile server sends in the memory cases: far more than any cap, small enough that the

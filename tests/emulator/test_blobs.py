@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from emulator_helpers import Api, RawConnection, digest_of
 
-from dropzone.testing.emulator_http import Handler
+from dropzone.testing.emulator.http import Handler
 from dropzone.testing.ollama import Emulator
 
 DATA = b"some blob content\n" * 100

@@ -12,7 +12,7 @@ import pytest
 from emulator_helpers import Api, manifest_layers
 
 from dropzone.testing import builders
-from dropzone.testing.emulator_gguf import read_header
+from dropzone.testing.emulator.gguf import read_header
 
 PARAMS = "application/vnd.ollama.image.params"
 PROJECTOR = "application/vnd.ollama.image.projector"

@@ -15,9 +15,9 @@ from typing import Any
 
 from emulator_helpers import Api
 
-from dropzone.names import parse_name
-from dropzone.testing.emulator_gojson import go_json_line
-from dropzone.testing.store import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, SYSTEM
+from dropzone.recipes.names import parse_name
+from dropzone.testing.emulator.gojson import go_json_line
+from dropzone.testing.emulator.store import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, SYSTEM
 
 TENSOR = "application/vnd.ollama.image.tensor"
 JSON_LAYER = "application/vnd.ollama.image.json"

@@ -8,7 +8,7 @@ import pytest
 from emulator_helpers import Api, manifest_layers
 
 from dropzone.testing import builders
-from dropzone.testing.emulator_gguf import read_header
+from dropzone.testing.emulator.gguf import read_header
 from dropzone.testing.ollama import Emulator, modern
 
 MODEL = "application/vnd.ollama.image.model"

@@ -6,7 +6,7 @@ import pytest
 from emulator_helpers import Api
 
 from dropzone.testing import builders
-from dropzone.testing.emulator_gguf import read_header
+from dropzone.testing.emulator.gguf import read_header
 from dropzone.testing.ollama import Emulator
 
 ADAPTER = "application/vnd.ollama.image.adapter"

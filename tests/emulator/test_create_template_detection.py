@@ -17,7 +17,7 @@ import pytest
 from emulator_helpers import Api, digest_of, manifest_layers
 
 from dropzone.testing import builders
-from dropzone.testing.store import ADAPTER, DRAFT, MODEL, PARAMS, TEMPLATE
+from dropzone.testing.emulator.store import ADAPTER, DRAFT, MODEL, PARAMS, TEMPLATE
 
 # Meta-Llama-3-8B-Instruct's tokenizer_config.json chat_template.
 LLAMA3 = (

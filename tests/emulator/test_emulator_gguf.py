@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dropzone.testing import builders
-from dropzone.testing.emulator_gguf import (
+from dropzone.testing.emulator.gguf import (
     T_BOOL,
     GGUFError,
     read_header,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dropzone.testing.emulator_gojson import (
+from dropzone.testing.emulator.gojson import (
     go_float_g,
     go_json,
     go_json_line,

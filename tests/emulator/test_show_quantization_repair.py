@@ -10,8 +10,8 @@ import json
 import pytest
 from emulator_helpers import Api
 
-from dropzone.names import parse_name
-from dropzone.testing.store import CONFIG_MEDIA_TYPE
+from dropzone.recipes.names import parse_name
+from dropzone.testing.emulator.store import CONFIG_MEDIA_TYPE
 
 
 def with_config_file_type(api: Api, model: str, file_type: str | None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dropzone.testing.emulator_templates import bounded_distance
+from dropzone.testing.emulator.chat_templates import bounded_distance
 
 
 def full_distance(a: str, b: str) -> int:

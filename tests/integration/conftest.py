@@ -10,8 +10,8 @@ import pytest
 from daemon_helpers import Running
 from structlog.testing import LogCapture
 
-from dropzone.daemon import Daemon
-from dropzone.settings import Settings, load_settings
+from dropzone.config.settings import Settings, load_settings
+from dropzone.service.daemon import Daemon
 from dropzone.testing.ollama import Emulator
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from structlog.testing import LogCapture
 
-from dropzone.daemon import Daemon
+from dropzone.service.daemon import Daemon
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.waiting import wait_until
 

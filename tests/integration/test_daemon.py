@@ -13,14 +13,14 @@ import pytest
 from daemon_helpers import Running, imported
 from structlog.testing import LogCapture
 
-from dropzone import daemon as daemon_module
-from dropzone import readiness
-from dropzone.daemon import Daemon
-from dropzone.identity import FileKey
-from dropzone.ollama import OllamaClient, make_http_client
-from dropzone.policies import _free_name
-from dropzone.settings import Settings
-from dropzone.state import StateStore
+from dropzone.config.settings import Settings
+from dropzone.fs.identity import FileKey
+from dropzone.imports import readiness
+from dropzone.imports.policies import _free_name
+from dropzone.ollama.client import OllamaClient, make_http_client
+from dropzone.service import daemon as daemon_module
+from dropzone.service.daemon import Daemon
+from dropzone.store.state import StateStore
 from dropzone.testing.builders import build_gguf, build_padded_gguf, tensor_data_end
 from dropzone.testing.ollama import Emulator
 from dropzone.testing.waiting import wait_until

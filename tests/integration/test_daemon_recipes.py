@@ -12,8 +12,8 @@ import pytest
 from daemon_helpers import Running
 from structlog.testing import LogCapture
 
-from dropzone.daemon import Daemon
-from dropzone.settings import Settings, load_settings
+from dropzone.config.settings import Settings, load_settings
+from dropzone.service.daemon import Daemon
 from dropzone.testing.builders import FILE_TYPE_Q4_K_M, build_gguf
 from dropzone.testing.ollama import Emulator
 from dropzone.testing.seed import seed_model

@@ -14,16 +14,16 @@ from typing import Any
 
 import pytest
 
-from dropzone import fsinfo
 from dropzone.cli import main
-from dropzone.diagnosis import (
+from dropzone.commands._diagnosis import (
     Status,
     check_inotify,
     space_finding,
     version_finding,
 )
-from dropzone.fsinfo import FileInfo, FolderSurvey, InotifyLimits
-from dropzone.state import MIGRATIONS, StateStore
+from dropzone.fs import info as fsinfo
+from dropzone.fs.info import FileInfo, FolderSurvey, InotifyLimits
+from dropzone.store.state import MIGRATIONS, StateStore
 from dropzone.testing.builders import build_gguf, build_split_gguf
 from dropzone.testing.ollama import Emulator
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dropzone.metrics import Metrics
+from dropzone.fleet.metrics import Metrics
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.ollama import Emulator
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from read_only import read_only
 
-from dropzone.placement import Placed, Placer, Skip
+from dropzone.imports.placement import Placed, Placer, Skip
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.ollama import Emulator
 from dropzone.testing.waiting import wait_until

@@ -15,7 +15,7 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import LogCapture
 
-from dropzone.eventtap import tap
+from dropzone.fleet.eventtap import tap
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.ollama import Emulator
 from dropzone.testing.waiting import wait_until

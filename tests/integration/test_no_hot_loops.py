@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dropzone import probes
+from dropzone.ollama import probes
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.ollama import Emulator
 from dropzone.testing.waiting import wait_until

@@ -20,7 +20,7 @@ from dropzone.errors import (
     TransientError,
     UnreachableError,
 )
-from dropzone.ollama import CHUNK_BYTES, OllamaClient, Timeouts, make_http_client
+from dropzone.ollama.client import CHUNK_BYTES, OllamaClient, Timeouts, make_http_client
 from dropzone.testing.builders import build_gguf, write_random
 from dropzone.testing.ollama import Emulator
 

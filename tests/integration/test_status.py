@@ -13,7 +13,7 @@ import pytest
 
 from dropzone.cli import main
 from dropzone.commands.status import next_retry, short_digests
-from dropzone.state import HostState, StateStore
+from dropzone.store.state import HostState, StateStore
 
 DIGEST_A = "sha256:" + "a1" * 32
 DIGEST_B = "sha256:" + "b2" * 32

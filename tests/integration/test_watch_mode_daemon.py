@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from dropzone import fsinfo
+from dropzone.fs import info as fsinfo
 from dropzone.testing.builders import build_gguf
 
 
@@ -64,7 +64,7 @@ def test_a_local_drop_folder_is_watched_natively_after_the_probe(start: Any) -> 
 CHILD = """
 import json, sys
 from pathlib import Path
-from dropzone.watcher import ChangeQueue, Watcher
+from dropzone.service.watcher import ChangeQueue, Watcher
 w = Watcher(Path(sys.argv[1]), ChangeQueue(), probe=lambda _root: True)
 mode = w.start()
 w.stop()

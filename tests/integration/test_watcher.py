@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from dropzone.service.watcher import Change, ChangeKind, ChangeQueue, Watcher, native_events_work
 from dropzone.testing.waiting import wait_until
-from dropzone.watcher import Change, ChangeKind, ChangeQueue, Watcher, native_events_work
 
 
 def collect(queue: ChangeQueue, into: list[Change]) -> list[Change]:

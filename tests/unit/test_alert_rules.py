@@ -11,7 +11,7 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dropzone.metrics import Metrics
+from dropzone.fleet.metrics import Metrics
 
 RULES = Path(__file__).resolve().parents[2] / "config" / "dropzone-alerts.yml"
 

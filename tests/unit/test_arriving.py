@@ -8,11 +8,11 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from dropzone.completeness import Expected
-from dropzone.model import Artifact, ArtifactFile, ArtifactKind
-from dropzone.progress import Progress, render_arrival
-from dropzone.reporter import Reporter
-from dropzone.scan_values import FileProgress, ScannedArtifact, Status
+from dropzone.formats.completeness import Expected
+from dropzone.imports.progress import Progress, render_arrival
+from dropzone.recipes.types import Artifact, ArtifactFile, ArtifactKind
+from dropzone.scan.values import FileProgress, ScannedArtifact, Status
+from dropzone.service.reporter import Reporter
 
 DROP = Path("/srv/drop")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from dropzone.bounded_http import Deadline, json_members
+from dropzone.ollama._bounded import Deadline, json_members
 
 
 @pytest.mark.parametrize(

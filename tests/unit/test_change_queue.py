@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from dropzone.watcher import Change, ChangeKind, ChangeQueue
+from dropzone.service.watcher import Change, ChangeKind, ChangeQueue
 
 A, B = Path("/d/a.gguf"), Path("/d/b.gguf")
 

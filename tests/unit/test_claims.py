@@ -1,4 +1,4 @@
-from dropzone.claims import Claims
+from dropzone.recipes.claims import Claims
 
 
 def test_a_name_claimed_twice_reports_the_other_claimant() -> None:

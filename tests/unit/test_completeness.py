@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dropzone.completeness import Expected, Fit, as_is, for_gguf, for_safetensors, total
+from dropzone.formats.completeness import Expected, Fit, as_is, for_gguf, for_safetensors, total
 
 
 @pytest.mark.parametrize(

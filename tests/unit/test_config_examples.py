@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from dropzone.config.settings import KEYS, Settings, load_settings
 from dropzone.errors import Problem
-from dropzone.settings import KEYS, Settings, load_settings
-from dropzone.sidecar import SidecarSpec, load_sidecar
+from dropzone.recipes.sidecar import SidecarSpec, load_sidecar
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config" / "dropzone.toml"

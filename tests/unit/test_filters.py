@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dropzone.filters import IgnoreRules, is_ignored
+from dropzone.scan.ignore import IgnoreRules, is_ignored
 
 
 @pytest.mark.parametrize(

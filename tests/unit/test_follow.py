@@ -7,8 +7,8 @@ import os
 import threading
 from pathlib import Path
 
-from dropzone.follow import Followers, HashSlots
-from dropzone.hashing import sha256_file
+from dropzone.imports.follow import Followers, HashSlots
+from dropzone.imports.hashing import sha256_file
 from dropzone.testing.builders import write_random
 from dropzone.testing.waiting import wait_until
 

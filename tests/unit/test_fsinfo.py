@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from dropzone import fsinfo
 from dropzone.commands.doctor import Status, fs_type_finding
-from dropzone.fsinfo import Mount, mount_of, parse_mountinfo, polling_reason
+from dropzone.fs import info as fsinfo
+from dropzone.fs.info import Mount, mount_of, parse_mountinfo, polling_reason
 
 SAMPLE = "\n".join(
     [

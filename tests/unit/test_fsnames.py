@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from dropzone.fsnames import from_column, has_surrogates, shown, shown_in, to_column
+from dropzone.fs.bytenames import from_column, has_surrogates, shown, shown_in, to_column
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dropzone import gguf, safetensors
-from dropzone.headers import CorruptHeaderError, HeaderError, TruncatedHeaderError
+from dropzone.formats import gguf, safetensors
+from dropzone.formats.headers import CorruptHeaderError, HeaderError, TruncatedHeaderError
 from dropzone.testing import builders
 
 FUZZ = settings(

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dropzone.errors import ProblemError
-from dropzone.modelfile import modelfile_fields, parse_modelfile
+from dropzone.recipes.modelfile import modelfile_fields, parse_modelfile
 
 # Fragments that steer random text into the grammar's corners.
 _PIECES = st.sampled_from(

@@ -12,8 +12,8 @@ import gguf as gguf_py
 import numpy as np
 import pytest
 
-from dropzone import ggml_types
-from dropzone.gguf import (
+from dropzone.formats import ggml_types
+from dropzone.formats.gguf import (
     MAX_ARRAY_ITEMS,
     MAX_KV,
     MAX_STRING_BYTES,
@@ -24,7 +24,7 @@ from dropzone.gguf import (
     read_header,
     read_header_file,
 )
-from dropzone.headers import CorruptHeaderError, NotGGUFError, TruncatedHeaderError
+from dropzone.formats.headers import CorruptHeaderError, NotGGUFError, TruncatedHeaderError
 from dropzone.testing import builders
 
 # --- a minimal hand encoder, for headers gguf-py refuses to write ----------------------------

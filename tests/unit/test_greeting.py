@@ -9,8 +9,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from dropzone.errors import UnreachableError
-from dropzone.greeting import greet_hosts
-from dropzone.importer import Host
+from dropzone.imports.importer import Host
+from dropzone.service._greeting import greet_hosts
 
 
 class FakeClient:

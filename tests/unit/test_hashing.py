@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dropzone.errors import FileChangedError
-from dropzone.hashing import (
+from dropzone.imports.hashing import (
     FileKey,
     FollowingHasher,
     RestartReason,
@@ -20,7 +20,7 @@ from dropzone.hashing import (
     remember,
     sha256_file,
 )
-from dropzone.state import StateStore
+from dropzone.store.state import StateStore
 
 CHUNK = 4096
 HEAD = 10_000  # deliberately not a multiple of CHUNK

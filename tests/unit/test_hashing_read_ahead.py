@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dropzone.errors import StoppedError
-from dropzone.hashing import (
+from dropzone.imports.hashing import (
     READ_AHEAD_BUFFERS,
     READ_AHEAD_MIN_CHUNKS,
     FollowingHasher,

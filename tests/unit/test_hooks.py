@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from dropzone.config.settings import load_settings
 from dropzone.errors import ConfigError
-from dropzone.hooks import HookRunner, notice
-from dropzone.settings import load_settings
+from dropzone.fleet.hooks import HookRunner, notice
 from dropzone.testing.waiting import wait_until
 
 DONE = {

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from dropzone.errors import StoppedError
-from dropzone.keylocks import KeyLocks
+from dropzone.imports._keylocks import KeyLocks
 from dropzone.testing.waiting import wait_until
 
 

@@ -17,7 +17,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from dropzone.hashing import FollowingHasher
+from dropzone.imports.hashing import FollowingHasher
 from dropzone.logs import configure_logging, reset_logging
 
 

@@ -11,13 +11,14 @@ import structlog
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dropzone import eventtap
+from dropzone.config.listen import ListenAddress, parse_listen
+from dropzone.config.settings import load_settings
 from dropzone.errors import ConfigError
+from dropzone.fleet import eventtap
+from dropzone.fleet.export import TextfileWriter, write_textfile
+from dropzone.fleet.metrics import REASONS, Metrics
 from dropzone.logs import configure_logging, reset_logging
-from dropzone.metrics import REASONS, Metrics
-from dropzone.metrics_export import ListenAddress, TextfileWriter, parse_listen, write_textfile
-from dropzone.settings import load_settings
-from dropzone.state import HostState, StateStore
+from dropzone.store.state import HostState, StateStore
 
 HOST = "http://127.0.0.1:11434"
 OTHER = "http://10.0.0.2:11434"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from dropzone.errors import Problem, ProblemError
-from dropzone.modelfile import (
+from dropzone.recipes.modelfile import (
     COMMAND_ERROR,
     modelfile_fields,
     parse_modelfile,

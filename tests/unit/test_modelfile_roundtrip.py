@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dropzone import parameters as rules
-from dropzone.modelfile import modelfile_fields, parse_modelfile, quote_value, to_modelfile
+from dropzone.recipes import parameters as rules
+from dropzone.recipes.modelfile import modelfile_fields, parse_modelfile, quote_value, to_modelfile
 
 # Printable text plus tab, CR and LF (the parser drops every other control character), with
 # quotes and whitespace over-represented: they are what quoting must get right.

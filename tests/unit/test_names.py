@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from dropzone.names import InvalidNameError, derive_name, is_valid_name, parse_name
+from dropzone.recipes.names import InvalidNameError, derive_name, is_valid_name, parse_name
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from dropzone.names import InvalidNameError, parse_name, parse_ref
+from dropzone.recipes.names import InvalidNameError, parse_name, parse_ref
 
 P80 = "8" * 80
 P350 = "3" * 350

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from dropzone.names import InvalidNameError, is_valid_name, parse_name
+from dropzone.recipes.names import InvalidNameError, is_valid_name, parse_name
 
 
 @pytest.mark.parametrize("text", ["a://b", "x://y/m:t", "a://b:c", "http://m"])

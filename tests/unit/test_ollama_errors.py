@@ -11,7 +11,6 @@ import certifi
 import httpx
 import pytest
 
-from dropzone.bounded_http import bound_transports
 from dropzone.errors import (
     ConfigError,
     CreateError,
@@ -27,7 +26,8 @@ from dropzone.errors import (
     TransientError,
     UnreachableError,
 )
-from dropzone.ollama import (
+from dropzone.ollama._bounded import bound_transports
+from dropzone.ollama.client import (
     CHUNK_BYTES,
     PROGRESS_EVERY_BYTES,
     OllamaClient,

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from dropzone.errors import Problem
-from dropzone.paths import References, file_keys, resolve_from, resolve_inside, resolve_references
+from dropzone.recipes.paths import (
+    References,
+    file_keys,
+    resolve_from,
+    resolve_inside,
+    resolve_references,
+)
 
 
 @pytest.fixture

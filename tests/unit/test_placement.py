@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from structlog.testing import LogCapture
 
-from dropzone import placement
 from dropzone.errors import FileChangedError
-from dropzone.identity import FileKey
-from dropzone.placement import Placed, Placer, Skip
+from dropzone.fs.identity import FileKey
+from dropzone.imports import placement
+from dropzone.imports.placement import Placed, Placer, Skip
 from dropzone.testing.cowfs import CowUnavailableError, loop_mounted_cow
 
 HOST = "http://127.0.0.1:11434"

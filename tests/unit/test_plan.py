@@ -2,8 +2,7 @@ import random
 
 import pytest
 
-from dropzone.model import ArtifactKind
-from dropzone.plan import (
+from dropzone.imports.steps import (
     BACKOFF_MAX_SECONDS,
     Recorded,
     Step,
@@ -12,6 +11,7 @@ from dropzone.plan import (
     parse_version,
     unsupported_feature,
 )
+from dropzone.recipes.types import ArtifactKind
 
 FP = "fp1"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dropzone.probes import PROBE_FIRST_SECONDS, PROBE_MAX_SECONDS, Probes
+from dropzone.ollama.probes import PROBE_FIRST_SECONDS, PROBE_MAX_SECONDS, Probes
 
 
 @dataclass

@@ -2,7 +2,7 @@ import io
 
 from structlog.testing import capture_logs
 
-from dropzone.progress import Progress, render
+from dropzone.imports.progress import Progress, render
 
 
 class Clock:

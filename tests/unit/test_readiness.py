@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dropzone.readiness import (
+from dropzone.imports.readiness import (
     Complete,
     Incomplete,
     Invalid,

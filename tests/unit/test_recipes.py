@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from dropzone.errors import Problem
-from dropzone.model import Artifact, ArtifactFile, ArtifactKind, Recipe
-from dropzone.recipes import build_recipe, build_recipes, find_conflicts
-from dropzone.sidecar import SidecarSpec, load_spec
+from dropzone.recipes.recipe import build_recipe, build_recipes, find_conflicts
+from dropzone.recipes.sidecar import SidecarSpec, load_spec
+from dropzone.recipes.types import Artifact, ArtifactFile, ArtifactKind, Recipe
 from dropzone.testing.builders import (
     build_adapter_gguf,
     build_gguf,

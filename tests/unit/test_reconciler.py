@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dropzone.plan import Recorded
-from dropzone.reconciler import (
+from dropzone.imports.steps import Recorded
+from dropzone.scan.scanner import Status
+from dropzone.service.reconciler import (
     LONE_ADAPTER,
     NO_SIDECAR,
     Action,
@@ -28,7 +29,6 @@ from dropzone.reconciler import (
     hosts,
     look,
 )
-from dropzone.scanner import Status
 
 NOW = 1_700_000_000.0
 FP = "sha256:request"

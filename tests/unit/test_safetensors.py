@@ -12,8 +12,8 @@ import pytest
 from safetensors import safe_open
 from safetensors.numpy import save
 
-from dropzone.headers import CorruptHeaderError, TruncatedHeaderError
-from dropzone.safetensors import (
+from dropzone.formats.headers import CorruptHeaderError, TruncatedHeaderError
+from dropzone.formats.safetensors import (
     MAX_HEADER_LENGTH,
     SafetensorsHeader,
     is_valid_relative_path,

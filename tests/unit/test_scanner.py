@@ -16,11 +16,11 @@ import pytest
 from safetensors.numpy import save_file
 from structlog.testing import capture_logs
 
-from dropzone.completeness import for_gguf
-from dropzone.filters import IgnoreRules
-from dropzone.gguf import read_header_file
-from dropzone.model import ArtifactKind
-from dropzone.scanner import (
+from dropzone.formats.completeness import for_gguf
+from dropzone.formats.gguf import read_header_file
+from dropzone.recipes.types import ArtifactKind
+from dropzone.scan.ignore import IgnoreRules
+from dropzone.scan.scanner import (
     Entry,
     HeaderCache,
     ScannedArtifact,

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from dropzone.errors import ConfigError
-from dropzone.settings import (
+from dropzone.config.settings import (
     KEYS,
     Settings,
     load_settings,
     normalize_host,
     render_reference,
 )
+from dropzone.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 NO_FILE = Path("/nonexistent/dropzone.toml")

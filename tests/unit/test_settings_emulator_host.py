@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from dropzone.config.settings import OllamaHost, load_settings
 from dropzone.errors import ConfigError
-from dropzone.settings import OllamaHost, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 NO_FILE = Path("/nonexistent/dropzone.toml")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from dropzone.config.settings import OllamaHost, load_settings
 from dropzone.errors import ConfigError
-from dropzone.settings import OllamaHost, load_settings
 
 NO_FILE = Path("/nonexistent/dropzone.toml")
 

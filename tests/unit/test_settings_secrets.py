@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from dropzone.config.settings import load_settings
 from dropzone.errors import ConfigError
-from dropzone.settings import load_settings
 
 TOKEN = "tok-3f9a1c7e55"
 NO_FILE = Path("/nonexistent/dropzone.toml")

@@ -12,8 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dropzone.errors import Problem, ProblemError
-from dropzone.model import Artifact, ArtifactFile, ArtifactKind
-from dropzone.sidecar import (
+from dropzone.recipes.sidecar import (
     MAX_SIDECAR_BYTES,
     SidecarSpec,
     load_sidecar,
@@ -21,6 +20,7 @@ from dropzone.sidecar import (
     parse_sidecar,
     sidecar_format,
 )
+from dropzone.recipes.types import Artifact, ArtifactFile, ArtifactKind
 from dropzone.testing.builders import build_gguf, build_safetensors_model
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from dropzone.errors import ConfigError
-from dropzone.identity import FileKey
-from dropzone.plan import Recorded, Step, next_step
-from dropzone.state import (
+from dropzone.fs.identity import FileKey
+from dropzone.imports.steps import Recorded, Step, next_step
+from dropzone.store.state import (
     DB_NAME,
     MIGRATIONS,
     HostState,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dropzone.state import DB_NAME, MIGRATIONS, HostState, StateStore
+from dropzone.store.state import DB_NAME, MIGRATIONS, HostState, StateStore
 
 HOST = "http://127.0.0.1:11434"
 NOW = 1_700_000_000.0

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 from dropzone.errors import ConfigError
-from dropzone.storelock import LOCK_NAME, lock_store
+from dropzone.store.lock import LOCK_NAME, lock_store
 
 # A contender in another process: exit 0 if it got the lock, 2 with the message if not.
 TRY_LOCK = """
 import sys
 from pathlib import Path
 from dropzone.errors import ConfigError
-from dropzone.storelock import lock_store
+from dropzone.store.lock import lock_store
 try:
     lock_store(Path(sys.argv[1])).close()
 except ConfigError as e:
@@ -34,7 +34,7 @@ except ConfigError as e:
 HOLD_LOCK = """
 import sys
 from pathlib import Path
-from dropzone.storelock import lock_store
+from dropzone.store.lock import lock_store
 with lock_store(Path(sys.argv[1])):
     print("locked", flush=True)
     sys.stdin.read()

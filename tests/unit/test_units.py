@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from dropzone.scanner import Entry
-from dropzone.units import ROOT, split_units, units_of
+from dropzone.scan.partition import ROOT, split_units, units_of
+from dropzone.scan.scanner import Entry
 
 
 def entry(path: str, is_dir: bool = False) -> Entry:

@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from dropzone.watch_mode import DEFAULT_POLL_SECONDS, decide, out_of_watches
+from dropzone.service.watch_mode import DEFAULT_POLL_SECONDS, decide, out_of_watches
 
 
 def no_probe() -> bool:

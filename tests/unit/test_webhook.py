@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from dropzone.fleet.webhook import WebhookSender
 from dropzone.testing.waiting import wait_until
-from dropzone.webhook import WebhookSender
 
 EVENT = {
     "event": "artifact.done",

@@ -1,0 +1,508 @@
+"""Same host, no upload: place a blob straight into the server's store (issue 17).
+
+Ollama's ``HEAD /api/blobs`` only checks that ``blobs/sha256-<hex>`` exists in its models
+folder, and its create reads the blob from there (``ollama-api.md`` §9). On the machine that
+runs the server, a blob it lacks can therefore be placed there by the cheapest safe means:
+
+* **reflink** (``FICLONE``: btrfs, XFS with reflink, bcachefs, ZFS 2.2+): a copy-on-write
+  clone, instant, no second copy, and safe whatever later happens to the drop file;
+* **link** (a hard link), only under ``on_success = "delete"`` or ``"move"``, when the drop
+  file has no other name, and never early: the file leaves the drop folder right after the
+  create, so no later write into it can reach the server's blob;
+* **copy** (``copy_file_range``, else ``sendfile``): in the kernel, no HTTP, no Python buffers.
+
+Every method reads from the descriptor ``open_verified`` gave for the identity the file was
+hashed with, writes a temporary name in ``blobs/``, checks that the source still has that
+identity afterwards (a reflink or a link shares the verified inode; a copy is also hashed
+back and compared with the digest), ``fsync``s it, and commits it with ``link(2)`` to the
+final name, which fails with ``EEXIST`` rather than replace an existing blob (``rename(2)``
+would replace it silently; ``renameat2(RENAME_NOREPLACE)`` is not in the standard library).
+Files it writes are mode 0644, as the server's own blobs.
+
+``auto`` decides per host and per file system of the drop file, once, and logs the method and
+why (``local_import.method``); a refusal (no blobs folder, not writable, a method that cannot
+apply) is logged as ``local_import.refused`` with the fix, and the blob goes by HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import secrets
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+import structlog
+
+from dropzone.errors import FileChangedError, StoppedError
+from dropzone.fs.identity import FileKey
+from dropzone.fs.safeopen import open_verified
+
+log = structlog.get_logger("dropzone.placement")
+
+Mode = Literal["auto", "reflink", "link", "copy", "off"]
+FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
+# FICLONE's answers for "not here": no clones on this file system, or not between these two.
+_NO_CLONE = frozenset({errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, errno.EXDEV, errno.ENOSYS})
+# copy_file_range's answers that sendfile may still serve (old kernels, across file systems).
+_NO_COPY_RANGE = frozenset({errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL})
+CHUNK = 64 << 20  # a stop is seen between chunks of an in-kernel copy
+BLOB_MODE = 0o644
+LINK_POLICIES = ("delete", "move")
+ACCESS_FIX = (
+    "add the dropzone user to the server's group (usermod -aG ollama dropzone), make the blobs"
+    " folder group-writable (chmod g+w), and list it in the unit's ReadWritePaths="
+)
+
+
+class Method(StrEnum):
+    REFLINK = "reflink"
+    LINK = "link"
+    COPY = "copy"
+
+
+class Skip(StrEnum):
+    HTTP = "http"  # no local placement applies: upload it
+    LATER = "later"  # an early upload would link: leave it to the import itself
+    EXISTS = "exists"  # the blob is there already (never overwritten)
+
+
+@dataclass(frozen=True)
+class Placed:
+    method: str
+    bytes: int
+    seconds: float
+    identity: FileKey  # the drop file's identity now: a link changes its ctime
+
+
+@dataclass
+class _Decision:
+    methods: list[Method]
+    reason: str
+
+
+class Placer:
+    """Places blobs for one host whose models folder this machine sees at ``models_dir``."""
+
+    def __init__(self, models_dir: Path, mode: str, *, on_success: str, host: str) -> None:
+        self.models_dir = models_dir
+        self.blobs = models_dir / "blobs"
+        self.mode = mode
+        self.on_success = on_success
+        self.host = host
+        self._lock = threading.Lock()
+        self._decisions: dict[int, _Decision] = {}  # st_dev of drop files → what applies
+        self._refusal: str | None = None  # for the whole host (no blobs folder, not writable)
+
+    def place(
+        self,
+        drop_dir: Path,
+        path: Path,
+        identity: FileKey,
+        digest: str,
+        *,
+        early: bool = False,
+        cancel: threading.Event | None = None,
+    ) -> Placed | Skip:
+        """Place the blob ``digest`` from the drop file ``path`` as it was hashed
+        (``identity``). ``FileChangedError`` when the file is not that one any more."""
+        if self.mode == "off":
+            return Skip.HTTP
+        decision = self._decide(identity.dev)
+        if not decision.methods:
+            return Skip.HTTP
+        final = self.blobs / ("sha256-" + digest.split(":", 1)[-1])
+        if os.path.lexists(final):
+            return Skip.EXISTS
+        fd = open_drop_file(drop_dir, path, identity)
+        try:
+            for method in list(decision.methods):
+                if method is Method.LINK:
+                    why = self._link_refusal(fd, path)
+                    if why is None and early:
+                        return Skip.LATER
+                    if why is not None:
+                        self._per_file_refusal(method, path, why)
+                        continue
+                started = time.monotonic()
+                try:
+                    placed = self._place_with(
+                        method, fd, path, identity, digest=digest, final=final, cancel=cancel
+                    )
+                except (FileChangedError, StoppedError):
+                    raise
+                except OSError as exc:
+                    if method is Method.REFLINK and exc.errno in _NO_CLONE:
+                        self._drop_reflink(identity.dev, exc)
+                    else:
+                        self._per_file_refusal(method, path, exc.strerror or str(exc))
+                    continue
+                if placed is None:
+                    return Skip.EXISTS
+                return Placed(str(method), identity.size, time.monotonic() - started, placed)
+        finally:
+            os.close(fd)
+        return Skip.HTTP
+
+    def preview(self, dev: int) -> tuple[list[str], str]:
+        """What ``auto`` (or the configured mode) would do for drop files on device ``dev``,
+        and why; nothing logged or remembered (``dropzone doctor``)."""
+        if self.mode == "off":
+            return [], "local_import is off"
+        problem = blobs_problem(self.blobs)
+        if problem is not None:
+            return [], problem
+        decision = self._choose(dev)
+        return [str(m) for m in decision.methods], decision.reason
+
+    # -- deciding, once per file system ------------------------------------------------------
+
+    def _decide(self, dev: int) -> _Decision:
+        with self._lock:
+            if self._refusal is not None:
+                return _Decision([], self._refusal)
+            known = self._decisions.get(dev)
+            if known is not None:
+                return known
+            problem = blobs_problem(self.blobs)
+            if problem is not None:
+                self._refusal = problem
+                log.warning(
+                    "local_import.refused",
+                    host=self.host,
+                    method=self.mode,
+                    reason=problem,
+                    fix=ACCESS_FIX,
+                    models_dir=str(self.models_dir),
+                )
+                return _Decision([], problem)
+            decision = self._choose(dev)
+            self._decisions[dev] = decision
+            self._log_decision(decision)
+            return decision
+
+    def _choose(self, dev: int) -> _Decision:
+        same_fs = os.stat(self.blobs).st_dev == dev
+        clones = same_fs and reflink_supported(self.blobs)
+        linkable = self.on_success in LINK_POLICIES
+        where = "the same file system" if same_fs else "another file system"
+        no_link = f'on_success is "{self.on_success}": a hard link would let a later write into'
+        no_link += " the drop file reach the server's blob"
+        if self.mode == "copy":
+            return _Decision([Method.COPY], "configured: in-kernel copy")
+        if self.mode == "reflink":
+            if not same_fs:
+                return _Decision(
+                    [], "reflink needs the drop folder on the models folder's file system"
+                )
+            if not clones:
+                return _Decision([], "this file system has no reflinks (FICLONE refused)")
+            return _Decision([Method.REFLINK], "configured: reflink")
+        if self.mode == "link":
+            if not same_fs:
+                return _Decision([], "a hard link needs the drop folder on the same file system")
+            if not linkable:
+                return _Decision([], no_link)
+            return _Decision([Method.LINK], "configured: hard link")
+        methods = [Method.REFLINK] if clones else []
+        methods += [Method.LINK] if same_fs and linkable else []
+        methods.append(Method.COPY)
+        notes = [f"drop folder and models folder on {where}"]
+        if same_fs:
+            notes.append("reflink supported" if clones else "no reflink on this file system")
+            if not linkable:
+                notes.append(f'no hard links under on_success "{self.on_success}"')
+        return _Decision(methods, "; ".join(notes))
+
+    def _log_decision(self, decision: _Decision) -> None:
+        if decision.methods:
+            log.info(
+                "local_import.method",
+                host=self.host,
+                method=str(decision.methods[0]),
+                then=[str(m) for m in decision.methods[1:]],
+                reason=decision.reason,
+            )
+        else:
+            log.warning(
+                "local_import.refused",
+                host=self.host,
+                method=self.mode,
+                reason=decision.reason,
+                fix="set local_import to auto (or copy), or move the drop folder",
+            )
+
+    def _drop_reflink(self, dev: int, exc: OSError) -> None:
+        with self._lock:
+            decision = self._decisions.get(dev)
+            if decision is None or Method.REFLINK not in decision.methods:
+                return
+            decision.methods.remove(Method.REFLINK)
+            decision.reason = f"reflink refused ({errno.errorcode.get(exc.errno or 0, exc)})"
+            self._log_decision(decision)
+
+    def _per_file_refusal(self, method: Method, path: Path, why: str) -> None:
+        log.info(
+            "local_import.skipped", host=self.host, method=str(method), path=str(path), reason=why
+        )
+
+    def _link_refusal(self, fd: int, path: Path) -> str | None:
+        """Why the file open as ``fd`` must not be hard-linked into the store, or None."""
+        st = os.fstat(fd)
+        if st.st_nlink == 0:
+            raise FileChangedError(str(path), "removed or replaced since it was hashed")
+        if st.st_nlink != 1:
+            return "the drop file has another name: a write through it would reach the blob"
+        readable = st.st_mode & stat.S_IROTH or (
+            st.st_mode & stat.S_IRGRP and st.st_gid == os.stat(self.blobs).st_gid
+        )
+        if not readable:
+            return "the server could not read the drop file (mode or group)"
+        return None
+
+    # -- placing -------------------------------------------------------------------------------
+
+    def _place_with(
+        self,
+        method: Method,
+        fd: int,
+        path: Path,
+        identity: FileKey,
+        *,
+        digest: str,
+        final: Path,
+        cancel: threading.Event | None,
+    ) -> FileKey | None:
+        """The drop file's identity after placing; None when ``final`` appeared meanwhile."""
+        tmp = self.blobs / f".dropzone-{secrets.token_hex(8)}.partial"
+        try:
+            if method is Method.LINK:
+                _link_verified(fd, path, identity, tmp)
+            else:
+                _write_verified(method, fd, identity, digest=digest, tmp=tmp, cancel=cancel)
+            committed = _commit(tmp, final)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        _fsync_dir(self.blobs)
+        now = FileKey.from_stat(os.fstat(fd))
+        if (now.dev, now.ino, now.size, now.mtime_ns) != (
+            identity.dev,
+            identity.ino,
+            identity.size,
+            identity.mtime_ns,
+        ):
+            raise FileChangedError(str(path), "changed while it was placed")
+        if method is not Method.LINK and now != identity:
+            raise FileChangedError(str(path), "changed while it was placed")
+        if not committed and method is not Method.LINK:
+            return None
+        return now
+
+
+def open_drop_file(drop_dir: Path, path: Path, identity: FileKey) -> int:
+    """``path`` opened as the very file that was hashed; ``FileChangedError`` otherwise."""
+    try:
+        return open_verified(drop_dir, path, expect=identity)
+    except OSError as exc:
+        raise FileChangedError(str(path), exc.strerror or str(exc)) from exc
+
+
+def _write_verified(
+    method: Method,
+    src: int,
+    identity: FileKey,
+    *,
+    digest: str,
+    tmp: Path,
+    cancel: threading.Event | None,
+) -> None:
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    dst = os.open(tmp, flags, 0o600)
+    try:
+        if method is Method.REFLINK:
+            fcntl.ioctl(dst, FICLONE, src)
+        else:
+            copy_bytes(src, dst, identity.size, cancel)
+        if FileKey.from_stat(os.fstat(src)) != identity:
+            raise FileChangedError(str(tmp), "the drop file changed while it was placed")
+        if os.fstat(dst).st_size != identity.size:
+            raise FileChangedError(str(tmp), "placed size differs from the hashed size")
+        if method is Method.COPY and sha256_fd(dst, cancel) != digest.split(":", 1)[-1]:
+            raise FileChangedError(str(tmp), "the copied bytes do not match the digest")
+        os.fchmod(dst, BLOB_MODE)
+        os.fsync(dst)
+    finally:
+        os.close(dst)
+
+
+def _link_verified(fd: int, path: Path, identity: FileKey, tmp: Path) -> None:
+    """A hard link of the open file to ``tmp``, only while ``path`` still has ``identity``."""
+    try:
+        current = FileKey.from_stat(os.lstat(path))
+    except OSError as exc:
+        raise FileChangedError(str(path), exc.strerror or str(exc)) from exc
+    if current != identity:
+        raise FileChangedError(str(path), "changed since it was hashed")
+    proc = f"/proc/self/fd/{fd}"
+    if os.path.exists(proc):
+        # The open inode itself, whatever the path is now. A dir_fd makes CPython call
+        # linkat(AT_SYMLINK_FOLLOW); plain link(2) would try to link the /proc link itself.
+        dir_fd = os.open(tmp.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.link(proc, tmp.name, dst_dir_fd=dir_fd, follow_symlinks=True)
+        finally:
+            os.close(dir_fd)
+    else:
+        os.link(path, tmp, follow_symlinks=False)
+    st, linked = os.fstat(fd), os.lstat(tmp)
+    if (linked.st_dev, linked.st_ino) != (st.st_dev, st.st_ino):
+        raise FileChangedError(str(path), "replaced while it was linked")
+    os.fsync(fd)  # the writer may not have: the server's blob must survive a crash
+
+
+def _commit(tmp: Path, final: Path) -> bool:
+    """``tmp`` under its final name, never over an existing one; False when one was there."""
+    try:
+        os.link(tmp, final, follow_symlinks=False)
+    except FileExistsError:
+        return False
+    return True
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def copy_bytes(src: int, dst: int, size: int, cancel: threading.Event | None = None) -> None:
+    """``size`` bytes from ``src`` (from offset 0) to ``dst``, in the kernel."""
+    offset = 0
+    use_range = True
+    while offset < size:
+        if cancel is not None and cancel.is_set():
+            raise StoppedError("stopping")
+        count = min(CHUNK, size - offset)
+        if use_range:
+            try:
+                done = os.copy_file_range(src, dst, count, offset, offset)
+            except OSError as exc:
+                if exc.errno not in _NO_COPY_RANGE:
+                    raise
+                use_range = False
+                continue
+        else:
+            os.lseek(dst, offset, os.SEEK_SET)
+            done = os.sendfile(dst, src, offset, count)
+        if done == 0:
+            raise FileChangedError(f"fd {src}", "ended before its hashed size")
+        offset += done
+
+
+def sha256_fd(fd: int, cancel: threading.Event | None = None) -> str:
+    """The hex SHA-256 of the file open as ``fd``, read from its start."""
+    h = hashlib.sha256()
+    buf = bytearray(4 << 20)
+    view = memoryview(buf)
+    offset = 0
+    while True:
+        if cancel is not None and cancel.is_set():
+            raise StoppedError("stopping")
+        n = os.preadv(fd, [view], offset)
+        if n == 0:
+            return h.hexdigest()
+        h.update(view[:n])
+        offset += n
+
+
+def blobs_problem(blobs: Path) -> str | None:
+    """Why dropzone cannot place blobs in ``blobs``, or None: it exists and a file can really
+    be made there (``os.access`` would not see a read-only mount, an immutable folder or ACLs)."""
+    try:
+        if not stat.S_ISDIR(os.stat(blobs).st_mode):
+            return f"the blobs folder {blobs} is not a folder"
+    except OSError as exc:
+        return f"the blobs folder {blobs} cannot be seen: {exc.strerror or exc}"
+    probe = blobs / f".dropzone-probe-{secrets.token_hex(6)}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except OSError as exc:
+        return f"the blobs folder {blobs} is not writable by this user: {exc.strerror or exc}"
+    os.unlink(probe)
+    return None
+
+
+def reflink_supported(folder: Path) -> bool:
+    """True when ``FICLONE`` works between two files made in ``folder`` (removed after)."""
+    names = [folder / f".dropzone-clone-{secrets.token_hex(6)}" for _ in range(2)]
+    fds: list[int] = []
+    try:
+        for name in names:
+            fds.append(os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        os.write(fds[0], b"\0" * 4096)
+        fcntl.ioctl(fds[1], FICLONE, fds[0])
+    except OSError:
+        return False
+    finally:
+        for fd in fds:
+            os.close(fd)
+        for name in names:
+            _unlink_quietly(name)
+    return True
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def placer_for(url: str, models_dir: Path | None, mode: str, on_success: str) -> Placer | None:
+    """The placer of a configured host, or None when its blobs go by HTTP only."""
+    if models_dir is None or mode == "off":
+        return None
+    return Placer(models_dir, mode, on_success=on_success, host=url)
+
+
+def withdraw_if_changed(placer: Placer, digest: str, identity: FileKey) -> bool:
+    """Remove the blob ``digest`` when it is a hard link of the drop file hashed as
+    ``identity`` and that file was written since: its bytes no longer match its name. True
+    when it was removed. A blob that is another inode (a reflink, a copy, the server's own)
+    is never touched."""
+    blob = placer.blobs / ("sha256-" + digest.split(":", 1)[-1])
+    try:
+        st = os.lstat(blob)
+    except OSError:
+        return False
+    same_inode = (st.st_dev, st.st_ino) == (identity.dev, identity.ino)
+    if not same_inode or (st.st_size, st.st_mtime_ns) == (identity.size, identity.mtime_ns):
+        return False
+    _unlink_quietly(blob)
+    return True
+
+
+def still_linked(placer: Placer, digest: str, path: Path, hashed: FileKey) -> FileKey | None:
+    """After the create: the identity of the drop file ``path`` when it is still the inode
+    hard-linked as the blob ``digest`` (the server's create touches the blob's mtime, and so
+    the drop file's); None otherwise. Removing that name loses nothing the server needs."""
+    blob = placer.blobs / ("sha256-" + digest.split(":", 1)[-1])
+    try:
+        st, blob_st = os.lstat(path), os.lstat(blob)
+    except OSError:
+        return None
+    inode = (hashed.dev, hashed.ino)
+    if (st.st_dev, st.st_ino) != inode or (blob_st.st_dev, blob_st.st_ino) != inode:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size != hashed.size:
+        return None
+    return FileKey.from_stat(st)
