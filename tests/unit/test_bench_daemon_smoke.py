@@ -40,6 +40,21 @@ from bench_quick import run_quick
             ],
         ),
         (
+            "stop_time.py",
+            [
+                f"stop time {case}: median"
+                for case in (
+                    "idle",
+                    "hashing",
+                    "upload-stalled",
+                    "create-forever",
+                    "dripping-version",
+                    "fifo-swapped",
+                )
+            ]
+            + ["stop time, worst of all cases:"],
+        ),
+        (
             "polling.py",
             ["ratio polling / native idle CPU:", "polling costs"],
         ),
