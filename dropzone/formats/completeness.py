@@ -19,7 +19,7 @@ class Fit(StrEnum):
     LONG = "long"  # more bytes than an exact length allows
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Expected:
     """The length a complete file has: ``size`` exactly, or at least ``size`` bytes."""
 

@@ -41,12 +41,17 @@ from dropzone.fs.safeopen import open_regular, open_verified
 MiB = 1024 * 1024
 # Measured on a 2 GiB file in page cache (2-core VM with SHA-NI, alternated with openssl dgst):
 # serial reads of 64 KiB to 4 MiB hashed at the same rate, and so did read-ahead in 1 or 4 MiB
-# chunks. 1 MiB keeps a read-ahead's three buffers within what one 4 MiB buffer used to take.
+# chunks. 1 MiB keeps a read-ahead's own three buffers and the caller's within what one 4 MiB
+# buffer used to take.
 CHUNK_SIZE = 1 * MiB
 # A read at least this many chunks long is read ahead on a helper thread, into this many
 # buffers (one is being hashed, one is being filled, one absorbs the jitter between them).
 READ_AHEAD_MIN_CHUNKS = 16
 READ_AHEAD_BUFFERS = 3
+# A read that hangs (a dead NFS or FUSE server) must not hold a stop: a chunk awaited this long
+# looks at ``stop``; closing a read ahead waits this long for its thread, then leaves it behind.
+READ_AHEAD_STOP_CHECK_SECONDS = 0.1
+READ_AHEAD_JOIN_SECONDS = 1.0
 # The region re-read at the end (``head_size``; a caller knowing the GGUF header length may pass
 # it). A header with a large vocabulary exceeds 1 MiB, but a quantizer's placeholder header is
 # zeros, so its first bytes (the magic) differ anyway.
@@ -71,15 +76,20 @@ def sha256_file(path: Path, *, chunk_size: int = CHUNK_SIZE) -> str:
 
 
 def _chunks(
-    fd: int, start: int, end: int | None, view: memoryview
+    fd: int,
+    start: int,
+    end: int | None,
+    view: memoryview,
+    stop: Callable[[], bool] | None = None,
 ) -> Generator[memoryview, None, None]:
     """The bytes of ``fd`` from ``start`` to ``end`` (``None``: its end), in order, at most
     ``len(view)`` at a time; stops early at the end of the file. Each chunk is valid until the
-    next one is asked for. Close the iterator when stopping early (it may own a thread)."""
+    next one is asked for. Close the iterator when stopping early (it may own a thread).
+    ``stop`` returning true while a read ahead is awaited raises ``StoppedError``."""
     size = len(view)
     length = (os.fstat(fd).st_size if end is None else end) - start
     if length >= READ_AHEAD_MIN_CHUNKS * size:
-        yield from _read_ahead(fd, start, end, view)
+        yield from _read_ahead(fd, start, end, size, stop or (lambda: False))
         return
     offset = start
     while end is None or offset < end:
@@ -91,22 +101,24 @@ def _chunks(
 
 
 def _read_ahead(
-    fd: int, start: int, end: int | None, view: memoryview
+    fd: int, start: int, end: int | None, size: int, stop: Callable[[], bool]
 ) -> Generator[memoryview, None, None]:
     """``_chunks`` with the next chunks read by a helper thread while the caller uses this one.
 
     Buffers go round between two queues: ``free`` (the caller is done with them) and ``ready``
     (filled, in file order). The reader ends with ``None`` (end of range or file) or the
-    exception it met; closing the iterator stops the reader and waits for it, so no buffer is
-    written after the caller's ``view`` is back in its hands.
+    exception it met. A read can hang (a dead NFS or FUSE server), so nothing waits for the
+    reader without a bound: the caller polls ``stop`` while it waits for a chunk, and closing
+    the iterator waits ``READ_AHEAD_JOIN_SECONDS`` at most. A reader left behind owns its
+    buffers and its own descriptor (a ``dup``), so it can never write into memory the caller
+    uses again, nor read a file opened later under a reused descriptor number.
     """
-    size = len(view)
     free: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
     ready: queue.SimpleQueue[tuple[memoryview, int] | BaseException | None] = queue.SimpleQueue()
-    free.put(view)
-    for _ in range(READ_AHEAD_BUFFERS - 1):
+    for _ in range(READ_AHEAD_BUFFERS):
         free.put(memoryview(bytearray(size)))
     halt = threading.Event()
+    own_fd = os.dup(fd)
 
     def reader() -> None:
         offset = start
@@ -116,7 +128,7 @@ def _read_ahead(
                 if buffer is None or halt.is_set():
                     return
                 want = size if end is None else min(size, end - offset)
-                n = os.preadv(fd, [buffer[:want]], offset)
+                n = os.preadv(own_fd, [buffer[:want]], offset)
                 if not n:
                     break
                 ready.put((buffer, n))
@@ -124,12 +136,14 @@ def _read_ahead(
         except BaseException as exc:  # handed to the caller, who raises it
             ready.put(exc)
             return
+        finally:
+            os.close(own_fd)
         ready.put(None)
 
     thread = threading.Thread(target=reader, name="hash-read-ahead", daemon=True)
     thread.start()
     try:
-        while (item := ready.get()) is not None:
+        while (item := _next_ready(ready, stop)) is not None:
             if isinstance(item, BaseException):
                 raise item
             buffer, n = item
@@ -138,7 +152,25 @@ def _read_ahead(
     finally:
         halt.set()
         free.put(None)  # wakes a reader waiting for a buffer
-        thread.join()
+        thread.join(READ_AHEAD_JOIN_SECONDS)
+        if thread.is_alive():
+            log.warning(
+                "hash.read_ahead.stuck",
+                error="a read did not return in time; its thread is left to end by itself",
+            )
+
+
+def _next_ready(
+    ready: queue.SimpleQueue[tuple[memoryview, int] | BaseException | None],
+    stop: Callable[[], bool],
+) -> tuple[memoryview, int] | BaseException | None:
+    """The reader's next item; ``StoppedError`` if ``stop`` turns true while it is awaited."""
+    while True:
+        try:
+            return ready.get(timeout=READ_AHEAD_STOP_CHECK_SECONDS)
+        except queue.Empty:
+            if stop():
+                raise StoppedError("stopped while waiting for a read") from None
 
 
 @dataclass(frozen=True)
@@ -331,7 +363,7 @@ class FollowingHasher:
         """Hash from what is hashed so far up to ``st.st_size`` (never past it)."""
         assert self._file is not None
         limit = st.st_size
-        chunks = _chunks(self._file.fileno(), self._hashed, limit, self._view)
+        chunks = _chunks(self._file.fileno(), self._hashed, limit, self._view, self._stop)
         with contextlib.closing(chunks):
             for chunk in chunks:
                 if self._stop():

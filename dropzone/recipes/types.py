@@ -26,7 +26,7 @@ class ArtifactKind(StrEnum):
     RECIPE = "recipe"  # a Modelfile or sidecar alone whose FROM names a model (no weights)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ArtifactFile:
     """One file of an artifact: its key in the ``files`` map and where it lies."""
 
@@ -37,7 +37,7 @@ class ArtifactFile:
     seen_size: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Artifact:
     kind: ArtifactKind
     path: Path  # identity: the GGUF file (first shard for a split group) or the folder

@@ -17,6 +17,9 @@ from dropzone.errors import Problem
 from dropzone.formats.completeness import Expected, total
 from dropzone.recipes.types import Artifact, ArtifactFile, ArtifactKind
 
+# Shared by every artifact without Ollama side files (nearly all): one object, not one each.
+NO_SIDE_FILES: Mapping[str, Path] = MappingProxyType({})
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -60,7 +63,7 @@ class Status(StrEnum):
     INVALID = "invalid"  # refused: see ``problems``
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileProgress:
     path: str  # relative to the drop folder
     have: int  # bytes present
@@ -71,7 +74,7 @@ class FileProgress:
         return self.expected is not None and self.expected.complete(self.have)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ScannedArtifact:
     artifact: Artifact
     status: Status
@@ -81,7 +84,7 @@ class ScannedArtifact:
     problems: tuple[Problem, ...] = ()  # why it is INVALID; empty otherwise
     sidecar_rel: str | None = None
     # Ollama's own side files beside the weights ("template", "system", "params" → path).
-    side_files: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
+    side_files: Mapping[str, Path] = field(default_factory=lambda: NO_SIDE_FILES)
 
     @property
     def have_bytes(self) -> int:
@@ -100,7 +103,7 @@ class ScannedArtifact:
         return None if expected is None else expected.size
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ScanResult:
     artifacts: tuple[ScannedArtifact, ...]  # sorted by rel_path
     problems: tuple[Problem, ...] = ()  # not tied to one artifact (stray links out, loose files)
@@ -144,9 +147,15 @@ class Draft:
         self, root: Path, sidecar_rel: str | None, side_files: Mapping[str, str]
     ) -> ScannedArtifact:
         status = self.status()
+        # A single-file artifact is its file: one Path object, not two (100,000 artifacts).
+        same = (
+            f.path
+            for f, p in zip(self.files, self.progress, strict=True)
+            if p.path == self.rel_path
+        )
         artifact = Artifact(
             kind=self.kind,
-            path=root / self.rel_path,
+            path=next(same, None) or root / self.rel_path,
             files=tuple(self.files),
             sidecar=root / sidecar_rel if sidecar_rel else None,
             file_type=self.file_type,
@@ -160,5 +169,7 @@ class Draft:
             missing=tuple(self.missing),
             problems=tuple(self.hard + self.soft) if status is Status.INVALID else (),
             sidecar_rel=sidecar_rel,
-            side_files=MappingProxyType({k: root / v for k, v in side_files.items()}),
+            side_files=MappingProxyType({k: root / v for k, v in side_files.items()})
+            if side_files
+            else NO_SIDE_FILES,
         )

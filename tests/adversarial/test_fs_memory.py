@@ -19,12 +19,11 @@ from dropzone.scan.scanner import HeaderCache, list_tree, scan
 from dropzone.service import reporter
 from dropzone.testing.builders import build_gguf
 
-# The stated bound for the 100,000-file drop folder below: the daemon's peak RSS (VmHWM).
-# Measured on the 2-core CI machine: 577 MiB after the fix (header cache by bytes, one shared
-# error per message), 630 MiB before it (4e04008: 669 MiB). Most of it is per-artifact
-# bookkeeping of the scan results and the daemon, not yet made smaller (issue 13 stays open
-# for that): this bound guards against regressions, it is not the goal.
-RSS_BOUND_MIB = 640
+# The stated bound for the 100,000-file drop folder below: the daemon's peak RSS (VmHWM), as the
+# README states it. Measured on the 2-core machine: 470 MiB with slotted scan values and shared
+# paths (582 MiB before, measured in the same session; 4e04008: 669 MiB), about 4.5 KiB per
+# artifact: its listing entry, scan result, header-cache error entry and reporter sets.
+RSS_BOUND_MIB = 520
 MANY = 100_000
 
 

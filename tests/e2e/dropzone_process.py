@@ -92,6 +92,12 @@ class DropzoneProcess:
             return list(self._events)
 
     @property
+    def not_json(self) -> list[str]:
+        """Stdout lines that are not JSON events (none, with ``log_format = "json"``)."""
+        with self._cond:
+            return list(self._other)
+
+    @property
     def not_utf8(self) -> list[bytes]:
         """Raw stdout lines that are not valid UTF-8 (none, ever: the journal is read by jq)."""
         with self._cond:

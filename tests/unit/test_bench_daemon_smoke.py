@@ -42,6 +42,21 @@ pytestmark = pytest.mark.bench  # behind the marker: plain pytest leaves them to
             ],
         ),
         (
+            "stop_time.py",
+            [
+                f"stop time {case}: median"
+                for case in (
+                    "idle",
+                    "hashing",
+                    "upload-stalled",
+                    "create-forever",
+                    "dripping-version",
+                    "fifo-swapped",
+                )
+            ]
+            + ["stop time, worst of all cases:"],
+        ),
+        (
             "polling.py",
             ["ratio polling / native idle CPU:", "polling costs"],
         ),

@@ -121,6 +121,7 @@ class Faults:
         self._failures: list[_Failure] = []
         self._stall_prefix: str | None = None
         self._stall_until: float | None = None
+        self._stall_method: str | None = None
         self._held = 0
         self._cuts: list[int] = []
         self._load_failures: list[str] = []
@@ -149,11 +150,14 @@ class Faults:
         with self._cond:
             return self._load_failures.pop(0) if self._load_failures else None
 
-    def stall(self, *, path_prefix: str = "", duration: float | None = None) -> None:
-        """Hold matching requests (after their headers arrive) until ``release()`` is called
-        or ``duration`` seconds have passed since this call."""
+    def stall(
+        self, *, path_prefix: str = "", duration: float | None = None, method: str | None = None
+    ) -> None:
+        """Hold matching requests (of ``method``, if given; after their headers arrive) until
+        ``release()`` is called or ``duration`` seconds have passed since this call."""
         with self._cond:
             self._stall_prefix = path_prefix
+            self._stall_method = method
             self._stall_until = None if duration is None else time.monotonic() + duration
             self._cond.notify_all()
 
@@ -210,10 +214,10 @@ class Faults:
         with self._cond:
             return self._cuts.pop(0) if self._cuts else None
 
-    def hold(self, path: str, aborted: Callable[[], bool]) -> None:
+    def hold(self, path: str, aborted: Callable[[], bool], method: str = "GET") -> None:
         """Block while a stall matches ``path``; returns early once ``aborted()`` is true."""
         with self._cond:
-            if not self._stalling(path):
+            if self._stall_method not in (None, method) or not self._stalling(path):
                 return
             self._held += 1
             self._cond.notify_all()

@@ -201,7 +201,7 @@ class Handler(BaseHTTPRequestHandler):
             app.counters.record_request(self.command, self.route_path, 400)
             return
         try:
-            app.faults.hold(self.route_path, self.server.stopping.is_set)
+            app.faults.hold(self.route_path, self.server.stopping.is_set, self.command)
             if self.server.stopping.is_set():
                 raise AbortError
             app.handle(self)

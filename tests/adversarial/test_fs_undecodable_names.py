@@ -1,4 +1,4 @@
-"""Names that are not UTF-8 (issue 13).
+"""Names that are not UTF-8, end to end with the real daemon (issue 13, adversarial suite).
 
 A file or folder name that is not valid UTF-8, or a JSON sidecar with a lone ``\\ud800``
 escape, used to crash the daemon on its main loop (the request fingerprint and the SQLite
@@ -6,6 +6,9 @@ parameters could not encode it), and again at every restart before READY=1, sinc
 was cached by then: under systemd a crash loop that imported nothing at all. The raw byte also
 landed in the JSON log, which jq then refused. Now such an artifact is refused with a reason and
 a fix, or imported under its sidecar's name, and every log line is valid UTF-8.
+
+The invariants: the daemon alive (a rescan answered), every stdout line decoded strictly as
+UTF-8 and parsed as a JSON event, SIGTERM answered with exit 0, a restart on the same state.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ def creates(emulator: Emulator) -> int:
 def assert_clean_log(process: DropzoneProcess) -> None:
     """Every stdout line is valid UTF-8 JSON, and nothing crashed."""
     assert process.not_utf8 == [], process.not_utf8
+    assert process.not_json == [], process.not_json
     assert "Traceback" not in process.transcript(), process.transcript()
 
 
