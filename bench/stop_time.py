@@ -43,7 +43,7 @@ from hostile_server import (
     statuses_forever,
 )
 
-from dropzone.hashing import sha256_file
+from dropzone.imports.hashing import sha256_file
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.ollama import Emulator
 

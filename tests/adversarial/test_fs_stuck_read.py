@@ -12,7 +12,7 @@ import pytest
 from slowfs import FAST_BYTES, SlowFile, SlowFsUnavailableError, slow_file
 
 from dropzone.errors import StoppedError
-from dropzone.hashing import hash_file
+from dropzone.imports.hashing import hash_file
 from dropzone.testing.waiting import wait_until
 
 
