@@ -148,6 +148,7 @@ class Daemon:
                 h.url,
                 OllamaClient(h.url, http, headers=h.header_values(), timeouts=timeouts),
                 placer=placer_for(h.url, h.models_dir, h.local_import_mode, settings.on_success),
+                verify=h.verify_model,
             )
             for h, http in zip(settings.ollama_hosts, self._http, strict=True)
         ]
