@@ -161,7 +161,12 @@ class Daemon:
             progress=progress,
             verify=settings.verify,
         )
-        self.followers = Followers(self.hash_slots, self.stop_event, self.drop_dir)
+        self.followers = Followers(
+            self.hash_slots,
+            self.stop_event,
+            self.drop_dir,
+            write_back=any(h.placer is not None for h in self.hosts),
+        )
         self.digester = Digester(self.state, self.followers, self.stop_event, progress)
         self.jobs = Workers(4, "artifact")
         self.host_jobs = Workers(max(2, 2 * len(self.hosts)), "host")

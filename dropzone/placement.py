@@ -45,6 +45,7 @@ import structlog
 from dropzone.errors import FileChangedError, StoppedError
 from dropzone.identity import FileKey
 from dropzone.safeopen import open_verified
+from dropzone.writeback import start_writeback
 
 log = structlog.get_logger("dropzone.placement")
 
@@ -407,6 +408,9 @@ def copy_bytes(src: int, dst: int, size: int, cancel: threading.Event | None = N
             done = os.sendfile(dst, src, offset, count)
         if done == 0:
             raise FileChangedError(f"fd {src}", "ended before its hashed size")
+        # To disk while the rest is copied and the copy hashed back: the fsync before the
+        # commit then waits for the last chunk only, not the whole blob (``writeback``).
+        start_writeback(dst, offset, done)
         offset += done
 
 
