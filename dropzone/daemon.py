@@ -165,7 +165,7 @@ class Daemon:
             self.hash_slots,
             self.stop_event,
             self.drop_dir,
-            write_back=any(h.placer is not None for h in self.hosts),
+            write_back=any(h.placer is not None and h.placer.flushes_source for h in self.hosts),
         )
         self.digester = Digester(self.state, self.followers, self.stop_event, progress)
         self.jobs = Workers(4, "artifact")

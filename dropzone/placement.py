@@ -103,6 +103,12 @@ class Placer:
         self._decisions: dict[int, _Decision] = {}  # st_dev of drop files → what applies
         self._refusal: str | None = None  # for the whole host (no blobs folder, not writable)
 
+    @property
+    def flushes_source(self) -> bool:
+        """Will a placement here write the drop file itself to disk (a link's ``fsync``,
+        ``FICLONE``'s flush)? A copy only needs its own bytes on disk."""
+        return self.mode in ("auto", "reflink", "link")
+
     def place(
         self,
         drop_dir: Path,
