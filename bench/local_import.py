@@ -22,7 +22,7 @@ Also printed: the peak disk used on the case's file system during the case, abov
 used at its start (the source file excluded): a reflink or a link adds no second copy.
 
     .venv/bin/python bench/local_import.py [--size 256M] [--rate 200] [--runs 1] [--quick]
-        [--before DIR]
+        [--before DIR] [--no-validate-gguf]
 """
 
 from __future__ import annotations
@@ -159,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--before", type=Path, default=None, help="also run the placement cases from this checkout"
     )
+    parser.add_argument(
+        "--no-validate-gguf",
+        action="store_true",
+        help="emulate a pre-0.30 server: its create reads the GGUF header only, copies nothing",
+    )
     args = parser.parse_args(argv)
     if args.before is not None and not (args.before / "dropzone" / "__main__.py").exists():
         raise SystemExit(f"--before {args.before}: no dropzone/__main__.py there")
@@ -181,14 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     with workdir(args.dir, "bench-local-") as work, reflink as cow:
         src, size, want, rate, label = prepare_source(work, args.size, args.rate)
         where = "a loop-mounted XFS" if cow else "-"
+        server = "pre-0.30 (no validation copy)" if args.no_validate_gguf else "v0.33"
         print(f"\n== {fmt_size(args.size)} GGUF ({size:,} B) + TOML sidecar, copied at {label},"
-              f" settle_seconds={args.settle:g}; reflink case on {where}")  # fmt: skip
+              f" settle_seconds={args.settle:g}; reflink case on {where};"
+              f" server {server}")  # fmt: skip
         order = [n for n in names if not n.startswith("reflink") or cow is not None]
         run = 0
         for i in range(args.runs):
             for name in order if i % 2 == 0 else list(reversed(order)):
                 base = cow if name.startswith("reflink") and cow is not None else work
-                case = Case(base, run, validate_gguf=True)
+                case = Case(base, run, validate_gguf=not args.no_validate_gguf)
                 run += 1
                 peak = DiskPeak(base)
                 try:
