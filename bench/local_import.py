@@ -127,7 +127,9 @@ def daemon_case(method: str, source: Path | None = None) -> Callable[..., Result
             ready = at(events, "artifact.ready")
             phases = {
                 "hash finish (close -> hash.done)": hashed - closed,
+                "settle (close -> artifact.ready)": ready - closed,
                 f"blob (hash.done -> {moved})": blob - hashed,
+                f"  of which the {moved} itself (its seconds)": float(got[0]["seconds"]),
                 "create (later of ready, blob -> model.created)": created - max(ready, blob),
             }
             return created - closed, phases
