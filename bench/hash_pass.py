@@ -13,6 +13,10 @@ Four parts, each alternated within the run:
 The warm and two-file passes also time the hasher as it was before the read-ahead
 (``serial_sha256``: one thread, ``readinto`` one 4 MiB buffer), the before/after reference.
 
+``--metrics SECONDS`` adds ``sha256_file`` and ``hash_file`` with a daemon's metrics on in
+the same process (served on loopback, scraped every SECONDS by another process, fed the
+hash's events: ``metrics_load.py``), alternated with the plain ones: metrics on / off.
+
     .venv/bin/python bench/hash_pass.py [--size 2G] [--runs 5] [--quick] [--dir /tmp]
 """
 
@@ -47,12 +51,15 @@ from common import (
     workdir,
     write_random,
 )
+from metrics_load import hash_events, metrics_on
 
 from dropzone.imports.hashing import CHUNK_SIZE, hash_file, sha256_file
 
 SPEED_BLOCK = 16384
 SERIAL_CHUNK = 4 << 20
 SERIAL = "serial readinto (before)"
+SHA_METRICS = "sha256_file +metrics"
+HASH_METRICS = "hash_file +metrics"
 
 
 def openssl_dgst(path: Path) -> tuple[float, str]:
@@ -100,8 +107,26 @@ def check(label: str, got: str, want: str) -> None:
         raise SystemExit(f"{label} digest {got} differs from openssl's {want}")
 
 
-def warm_pass(path: Path, size: int, runs: int, speed_seconds: int) -> None:
+def warm_pass(
+    path: Path, size: int, runs: int, speed_seconds: int, metrics: float | None = None
+) -> None:
     _, want = openssl_dgst(path)
+    scrapes: list[int] = []
+
+    def with_metrics(label: str, hasher: Callable[[], str]) -> Callable[[], float]:
+        """``hasher`` in a process with metrics served, scraped and fed (``metrics_load``)."""
+        assert metrics is not None
+
+        def run() -> float:
+            with metrics_on(metrics, scrapes=scrapes) as emit:
+                started = time.perf_counter()
+                got = hasher()
+                hash_events(emit, path, got, size, time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+            check(label, got, want)
+            return seconds
+
+        return run
 
     def dropzone_sha256_file() -> float:
         started = time.perf_counter()
@@ -139,6 +164,9 @@ def warm_pass(path: Path, size: int, runs: int, speed_seconds: int) -> None:
         "openssl dgst -sha256": dgst,
         "openssl speed (ceiling)": ceiling,
     }
+    if metrics is not None:
+        cases[SHA_METRICS] = with_metrics(SHA_METRICS, lambda: sha256_file(path))
+        cases[HASH_METRICS] = with_metrics(HASH_METRICS, lambda: hash_file(path).digest)
     print(f"\n== warm: {fmt_size(size)} in page cache, CHUNK_SIZE {fmt_size(CHUNK_SIZE)}")
     results = alternate(runs, cases, show=show_run(size))
     print_times("warm (page cache)", size, results)
@@ -149,6 +177,10 @@ def warm_pass(path: Path, size: int, runs: int, speed_seconds: int) -> None:
     print_ratio("openssl dgst / ceiling", speed_ratio(results, dgst_name, ceiling_name))
     print_ratio(f"sha256_file / {SERIAL}", speed_ratio(results, "sha256_file", SERIAL))
     print_ratio(f"{SERIAL} / openssl dgst", speed_ratio(results, SERIAL, dgst_name))
+    if metrics is not None:
+        print(f"metrics on: scraped every {metrics:g} s, {sum(scrapes)} scrapes in all")
+        for on, off in ((SHA_METRICS, "sha256_file"), (HASH_METRICS, "hash_file")):
+            print_ratio(f"{on} / {off}", speed_ratio(results, on, off))
 
 
 def chunk_pass(path: Path, size: int, runs: int, chunks: list[int]) -> None:
@@ -234,6 +266,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunks", type=size_list, default=[], help="e.g. 256K,1M,4M,8M")
     parser.add_argument("--evict", choices=["drop_caches", "fadvise"], default=default_evict())
     parser.add_argument("--skip", default="", help="comma list of: warm,cold,threads")
+    parser.add_argument(
+        "--metrics",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="also hash with metrics served and scraped every SECONDS (metrics_load.py)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.size, args.runs, args.speed_seconds = 8 << 20, 2, 1
@@ -247,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         write_random(first, args.size)
         warm(first)
         if "warm" not in skip:
-            warm_pass(first, args.size, args.runs, args.speed_seconds)
+            warm_pass(first, args.size, args.runs, args.speed_seconds, args.metrics)
         if args.chunks:
             chunk_pass(first, args.size, args.runs, args.chunks)
         if "cold" not in skip:

@@ -14,10 +14,15 @@ on the server's machine would set it:
   ``mkfs.xfs`` needed; left out, with the reason, where it cannot be mounted);
 * ``sequential``: ``end_to_end.py``'s baseline (hash, ``push_blob``, ``create`` after the close).
 
+``--before DIR`` adds ``copy@before``, ``link@before`` and ``reflink@before``: the same cases
+with the daemon run from another checkout (a ``git worktree`` of an older commit), alternated
+in the same run, to measure a change of the placement path.
+
 Also printed: the peak disk used on the case's file system during the case, above what it
 used at its start (the source file excluded): a reflink or a link adds no second copy.
 
     .venv/bin/python bench/local_import.py [--size 256M] [--rate 200] [--runs 1] [--quick]
+        [--before DIR] [--no-validate-gguf]
 """
 
 from __future__ import annotations
@@ -41,7 +46,16 @@ from common import (
     quiet_logs,
     workdir,
 )
-from end_to_end import SIDECAR, Case, DaemonRun, at, prepare_source, sequential_case, span
+from end_to_end import (
+    DAEMON_SOURCE,
+    SIDECAR,
+    Case,
+    DaemonRun,
+    at,
+    prepare_source,
+    sequential_case,
+    span,
+)
 from hash_follow import Copy
 
 from dropzone.testing.cowfs import CowUnavailableError, loop_mounted_cow
@@ -75,8 +89,16 @@ class DiskPeak:
         return max(self.peak, self._used() - self.start)
 
 
-def daemon_case(method: str) -> Callable[..., Result]:
+def daemon_case(method: str, source: Path | None = None) -> Callable[..., Result]:
     def run(case: Case, src: Path, want: str, rate: float, settle: float) -> Result:
+        here = DAEMON_SOURCE["dir"]
+        DAEMON_SOURCE["dir"] = source or here
+        try:
+            return measure(case, src, want, rate, settle)
+        finally:
+            DAEMON_SOURCE["dir"] = here
+
+    def measure(case: Case, src: Path, want: str, rate: float, settle: float) -> Result:
         host: dict[str, str] = {"url": case.emulator.url}
         settings = {"settle_seconds": str(settle), "rescan_interval": "0"}
         if method != "http":
@@ -105,7 +127,9 @@ def daemon_case(method: str) -> Callable[..., Result]:
             ready = at(events, "artifact.ready")
             phases = {
                 "hash finish (close -> hash.done)": hashed - closed,
+                "settle (close -> artifact.ready)": ready - closed,
                 f"blob (hash.done -> {moved})": blob - hashed,
+                f"  of which the {moved} itself (its seconds)": float(got[0]["seconds"]),
                 "create (later of ready, blob -> model.created)": created - max(ready, blob),
             }
             return created - closed, phases
@@ -134,30 +158,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="96 MiB, 1 run each")
     parser.add_argument("--no-reflink", action="store_true", help="skip the loop-mounted XFS")
     parser.add_argument("--dir", type=Path, default=None, help="scratch folder (default: tmp)")
+    parser.add_argument(
+        "--before", type=Path, default=None, help="also run the placement cases from this checkout"
+    )
+    parser.add_argument(
+        "--no-validate-gguf",
+        action="store_true",
+        help="emulate a pre-0.30 server: its create reads the GGUF header only, copies nothing",
+    )
     args = parser.parse_args(argv)
+    if args.before is not None and not (args.before / "dropzone" / "__main__.py").exists():
+        raise SystemExit(f"--before {args.before}: no dropzone/__main__.py there")
     if args.quick:
         args.size, args.runs = 96 * MiB, 1
     print_header(argv)
     quiet_logs()
     names = ["sequential", "http", "copy", "link", "reflink"]
+    placed = names[2:]
+    if args.before is not None:
+        names += [f"{n}@before" for n in placed]
     totals: dict[str, list[float]] = {n: [] for n in names}
     disk: dict[str, list[int]] = {n: [] for n in names}
     phases: dict[str, dict[str, list[float]]] = {n: {} for n in names}
     cases: dict[str, Callable[..., Result]] = {"sequential": sequential_case}
-    cases |= {n: daemon_case(n) for n in names[1:]}
+    cases |= {n: daemon_case(n) for n in names[1:5]}
+    cases |= {f"{n}@before": daemon_case(n, args.before.resolve()) for n in placed if args.before}
     parent = args.dir or Path(os.environ.get("TMPDIR", "/tmp"))
     reflink = contextlib.nullcontext(None) if args.no_reflink else cow_work(parent, args.size)
     with workdir(args.dir, "bench-local-") as work, reflink as cow:
         src, size, want, rate, label = prepare_source(work, args.size, args.rate)
         where = "a loop-mounted XFS" if cow else "-"
+        server = "pre-0.30 (no validation copy)" if args.no_validate_gguf else "v0.33"
         print(f"\n== {fmt_size(args.size)} GGUF ({size:,} B) + TOML sidecar, copied at {label},"
-              f" settle_seconds={args.settle:g}; reflink case on {where}")  # fmt: skip
-        order = [n for n in names if n != "reflink" or cow is not None]
+              f" settle_seconds={args.settle:g}; reflink case on {where};"
+              f" server {server}")  # fmt: skip
+        order = [n for n in names if not n.startswith("reflink") or cow is not None]
         run = 0
         for i in range(args.runs):
             for name in order if i % 2 == 0 else list(reversed(order)):
-                base = cow if name == "reflink" and cow is not None else work
-                case = Case(base, run, validate_gguf=True)
+                base = cow if name.startswith("reflink") and cow is not None else work
+                case = Case(base, run, validate_gguf=not args.no_validate_gguf)
                 run += 1
                 peak = DiskPeak(base)
                 try:
@@ -178,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    {part:48s} {span(times)}")
     seq = statistics.median(totals["sequential"])
     for name in order[1:]:
-        bar = BAR_COPY if name == "copy" else BAR_PLACED if name != "http" else None
+        bar = BAR_COPY if name.startswith("copy") else BAR_PLACED if name != "http" else None
         value = statistics.median(totals[name]) / seq
         if bar is None:
             print_ratio(f"{name} / sequential, close -> model", value)
@@ -187,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     http = statistics.median(totals["http"])
     for name in order[2:]:
         print_ratio(f"{name} / http, close -> model", statistics.median(totals[name]) / http)
+    for name in (n for n in order if f"{n}@before" in order):
+        now, before = (statistics.median(totals[n]) for n in (name, f"{name}@before"))
+        print_ratio(f"{name} / {name}@before, close -> model", now / before)
     return 0
 
 

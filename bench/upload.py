@@ -17,7 +17,12 @@ Bars: push_blob >= 0.95x curl to the emulator and >= 1.0x curl to the discarding
 RSS: push_blob to the discarding receiver at each ``--rss-sizes`` (the largest sparse);
 bar: peak <= 64 MiB and the same at every size.
 
+``--metrics SECONDS`` adds ``push_blob +metrics``: the same sender with a daemon's metrics on
+in its process (served on loopback, scraped every SECONDS by another process, fed the upload's
+events: ``metrics_load.py``), alternated with the others; ``--no-rss`` skips the RSS pass.
+
     .venv/bin/python bench/upload.py [--size 2G] [--runs 5] [--rss-sizes 256M,2G,8G] [--quick]
+        [--metrics 1] [--no-rss]
 """
 
 from __future__ import annotations
@@ -60,25 +65,38 @@ RSS_BAR = 64 * MiB
 # "The same at every size": what a few more pages of interpreter heap may add, not one chunk.
 RSS_SPREAD = 2 * MiB
 ANY_DIGEST = "sha256:" + "0" * 64  # the discarding receiver never checks it
+PUSH_METRICS = "push_blob +metrics"
 
 
 # The push_blob sender: a child importing only what the daemon's upload path needs, so its
 # peak RSS is the interpreter, httpx, dropzone.ollama.client and the upload itself.
 # The client is built before the clock starts, as the daemon builds it once (loading the CA
 # bundle alone takes ~50 ms); the connection is opened inside, as curl's is.
-# An optional fourth argument overrides dropzone.ollama.client.CHUNK_BYTES (``--chunks``).
+# An optional fourth argument overrides dropzone.ollama.client.CHUNK_BYTES (``--chunks``; 0: not);
+# a fifth turns a daemon's metrics on around the upload (``--metrics``, ``metrics_load.py``).
 PUSH = """
-import re, sys, time
+import contextlib, re, sys, time
+from pathlib import Path
 import dropzone.ollama.client
 from dropzone.ollama.client import OllamaClient, make_http_client
 url, digest, path = sys.argv[1:4]
-if len(sys.argv) > 4:
+if len(sys.argv) > 4 and int(sys.argv[4]):
     dropzone.ollama.client.CHUNK_BYTES = int(sys.argv[4])
-with make_http_client() as http:
+metrics = contextlib.nullcontext(None)
+if len(sys.argv) > 5:
+    sys.path.insert(0, "bench")
+    from common import quiet_logs
+    from metrics_load import metrics_on, upload_events
+    quiet_logs()  # the endpoint's metrics.listening would land in the output parsed here
+    metrics = metrics_on(float(sys.argv[5]))
+with make_http_client() as http, metrics as emit:
     client = OllamaClient(url, http)
     cpu = time.process_time()
     started = time.perf_counter()
     created = client.push_blob(digest, path)
+    if emit is not None:
+        upload_events(emit, Path(path), digest, Path(path).stat().st_size,
+                      time.perf_counter() - started)
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu
 status = open("/proc/self/status").read()
@@ -87,8 +105,12 @@ print(repr(seconds), 201 if created else 200, peak, repr(cpu))
 """
 
 
-def push_blob(url: str, digest: str, path: Path, chunk: int | None = None) -> ChildResult:
+def push_blob(
+    url: str, digest: str, path: Path, chunk: int | None = None, metrics: float | None = None
+) -> ChildResult:
     extra = [] if chunk is None else [str(chunk)]
+    if metrics is not None:
+        extra = [str(chunk or 0), str(metrics)]
     return run_child([python(), "-c", PUSH, url, digest, str(path), *extra], cwd=ROOT)
 
 
@@ -131,6 +153,7 @@ def upload_pass(
     warmup: int,
     chunks: list[int],
     before: Callable[[], None],
+    metrics: float | None = None,
 ) -> dict[str, list[float]]:
     size = path.stat().st_size
     rss: dict[str, int] = {}
@@ -157,6 +180,9 @@ def upload_pass(
     for chunk in chunks:
         name = chunk_case(chunk)
         cases[name] = case(name, with_chunk(chunk))
+    if metrics is not None:
+        sent = case(PUSH_METRICS, lambda: push_blob(url, digest, path, metrics=metrics))
+        cases[PUSH_METRICS] = sent
     print(f"\n== upload to {title}: {fmt_size(size)}")
     results = alternate(runs, cases, show=show_run(size), warmup=warmup)
     print_times(f"upload to {title}", size, results)
@@ -223,6 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-sizes", type=size_list, default=size_list("256M,2G,8G"))
     parser.add_argument("--quick", action="store_true", help="8 MiB, 2 runs, RSS at 1M,4M")
     parser.add_argument("--dir", type=Path, default=None, help="scratch folder (default: tmp)")
+    parser.add_argument(
+        "--metrics",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="also push_blob with metrics served and scraped every SECONDS (metrics_load.py)",
+    )
+    parser.add_argument("--no-rss", action="store_true", help="skip the peak RSS pass")
     args = parser.parse_args(argv)
     if args.quick:
         args.size, args.runs, args.rss_sizes, args.warmup = 8 * MiB, 2, [MiB, 4 * MiB], 0
@@ -245,10 +279,12 @@ def main(argv: list[str] | None = None) -> int:
             to_emulator = upload_pass(
                 "the emulator", emu_url, digest, payload, runs=args.runs, warmup=args.warmup,
                 chunks=args.chunks, before=lambda: blob.unlink(missing_ok=True),
+                metrics=args.metrics,
             )  # fmt: skip
             to_discard = upload_pass(
                 "the discarding receiver", discard_url, digest, payload, runs=args.runs,
                 warmup=args.warmup, chunks=args.chunks, before=lambda: None,
+                metrics=args.metrics,
             )  # fmt: skip
             blob.unlink(missing_ok=True)
             print()
@@ -263,10 +299,14 @@ def main(argv: list[str] | None = None) -> int:
                 for chunk in args.chunks:
                     ratio = speed_ratio(results, chunk_case(chunk), "curl")
                     print_ratio(f"{chunk_case(chunk)} / curl, {title}", ratio)
+                if args.metrics is not None:
+                    ratio = speed_ratio(results, PUSH_METRICS, "push_blob")
+                    print_ratio(f"{PUSH_METRICS} / push_blob, {title}", ratio)
             # Not a bar: how far the emulator sits below the transport ceiling (for curl).
             ceiling = statistics.median(to_discard["curl"]) / statistics.median(to_emulator["curl"])
             print_ratio("curl to emulator / curl to discarding receiver", ceiling)
-            rss_pass(discard_url, work, args.rss_sizes, payload)
+            if not args.no_rss:
+                rss_pass(discard_url, work, args.rss_sizes, payload)
     print_footer()
     return 0
 

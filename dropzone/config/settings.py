@@ -154,6 +154,9 @@ class OllamaHost(BaseModel):
     verify: bool | str = True  # False, or a CA bundle file / directory
     models_dir: Path | None = None  # the server's OLLAMA_MODELS, as seen from here
     local_import: Literal["auto", "reflink", "link", "copy", "off"] | None = None
+    # The load check for this host alone (issue 16); None: the global ``verify``. Not named
+    # ``verify``: in a host table that key is the TLS setting.
+    verify_model: Literal["show", "load"] | None = None
 
     @property
     def local_import_mode(self) -> str:
@@ -282,7 +285,8 @@ class Settings(BaseSettings):
         (OllamaHost(url=f"http://127.0.0.1:{OLLAMA_DEFAULT_PORT}"),),
         "Ollama servers, each gets every model; a host is a URL or a table"
         " {url, headers = {…}, verify = true | false | CA path, models_dir = the server's"
-        " models folder when it runs here, local_import = auto | reflink | link | copy | off}"
+        " models folder when it runs here, local_import = auto | reflink | link | copy | off,"
+        " verify_model = show | load: this host's load check, else the global verify}"
         " (env: JSON list or comma-separated URLs)",
         type_text="list of hosts",
         default_text='[$OLLAMA_HOST] or ["http://127.0.0.1:11434"]',
@@ -717,6 +721,7 @@ _HOST_FIXES = {
     "verify": "true, false, or the path of an existing CA bundle file or directory",
     "models_dir": "the server's models folder (its OLLAMA_MODELS) as an absolute path",
     "local_import": 'one of "auto", "reflink", "link", "copy", "off" (and set models_dir)',
+    "verify_model": 'one of "show", "load" (leave it out to use the global verify)',
 }
 
 
@@ -748,7 +753,7 @@ def _mask(value: Any) -> Any:
     ``url`` and ``verify`` are shown (a misspelt ``header`` is hidden as well as
     ``headers``), and a URL's user and password are cut out."""
     if isinstance(value, dict):
-        shown = ("url", "verify", "models_dir", "local_import")
+        shown = ("url", "verify", "models_dir", "local_import", "verify_model")
         return {k: _mask(v) if k in shown else "<hidden>" for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_mask(v) for v in value]

@@ -66,8 +66,11 @@ class Follower:
         slots: threading.Semaphore,
         stop: threading.Event,
         root: Path | None = None,
+        *,
+        write_back: bool = False,
     ) -> None:
         self.path = path
+        self._write_back = write_back
         self._slots = slots
         self._halt = threading.Event()
         self._cancelled = False
@@ -93,6 +96,8 @@ class Follower:
         try:
             while not self._halt.is_set() and not self._stopping.is_set():
                 self._hasher.feed()
+                if self._write_back:
+                    self._hasher.start_writeback()
                 self._halt.wait(POLL_SECONDS)
         except DropzoneError as exc:
             log.debug("hash.follow.stopped", path=str(self.path), error=str(exc))
@@ -160,11 +165,19 @@ class Followers:
     """The followers of the daemon, by path."""
 
     def __init__(
-        self, slots: threading.Semaphore, stop: threading.Event, root: Path | None = None
+        self,
+        slots: threading.Semaphore,
+        stop: threading.Event,
+        root: Path | None = None,
+        *,
+        write_back: bool = False,
     ) -> None:
         self._slots = slots
         self._stop = stop
         self.root = root  # the drop folder: every file is opened through open_verified
+        # A host's store is on this machine (issue 17): the blob placement fsyncs (or clones)
+        # the drop file, so its bytes are sent to disk as they are hashed, not after the close.
+        self.write_back = write_back
         self._by_path: dict[Path, Follower] = {}
         self._lock = threading.Lock()
         self._wanted = 0  # complete files waiting for a slot: start no follower meanwhile
@@ -176,7 +189,9 @@ class Followers:
                 return
             if not self._slots.acquire(blocking=False):
                 return
-            self._by_path[path] = Follower(path, self._slots, self._stop, self.root)
+            self._by_path[path] = Follower(
+                path, self._slots, self._stop, self.root, write_back=self.write_back
+            )
             log.debug("hash.follow.started", path=str(path))
 
     @contextmanager

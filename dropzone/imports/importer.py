@@ -80,6 +80,7 @@ class Host:
     client: OllamaClient
     version: str | None = None
     placer: Placer | None = None  # the server's store is on this machine (issue 17)
+    verify: str | None = None  # this host's load check, "show" | "load"; None: the importer's
     # It did not answer, and a probe watches for its return (``host.up``): until then its work
     # waits for that, not for one retry per artifact (an outage costs one probe, not N jobs).
     down: bool = False
@@ -231,7 +232,8 @@ class Importer:
             log.info("model.create.status", **ctx, **_status_fields(status))
         host.client.show(recipe.model)
         self._follow_links(recipe, digests, identities, host)
-        if (refused := check_load(host.client, recipe.model, self.verify, ctx)) is not None:
+        verify = host.verify or self.verify
+        if (refused := check_load(host.client, recipe.model, verify, ctx)) is not None:
             self._state.set_host_state(key, host.url, HostState.REFUSED, error=refused)
             return Outcome(Result.FAILED, refused)
         self._state.set_host_state(key, host.url, HostState.DONE, attempts=0)

@@ -45,6 +45,7 @@ import structlog
 from dropzone.errors import FileChangedError, StoppedError
 from dropzone.fs.identity import FileKey
 from dropzone.fs.safeopen import open_verified
+from dropzone.imports.writeback import start_writeback
 
 log = structlog.get_logger("dropzone.placement")
 
@@ -101,6 +102,12 @@ class Placer:
         self._lock = threading.Lock()
         self._decisions: dict[int, _Decision] = {}  # st_dev of drop files → what applies
         self._refusal: str | None = None  # for the whole host (no blobs folder, not writable)
+
+    @property
+    def flushes_source(self) -> bool:
+        """Will a placement here write the drop file itself to disk (a link's ``fsync``,
+        ``FICLONE``'s flush)? A copy only needs its own bytes on disk."""
+        return self.mode in ("auto", "reflink", "link")
 
     def place(
         self,
@@ -407,6 +414,9 @@ def copy_bytes(src: int, dst: int, size: int, cancel: threading.Event | None = N
             done = os.sendfile(dst, src, offset, count)
         if done == 0:
             raise FileChangedError(f"fd {src}", "ended before its hashed size")
+        # To disk while the rest is copied and the copy hashed back: the fsync before the
+        # commit then waits for the last chunk only, not the whole blob (``writeback``).
+        start_writeback(dst, offset, done)
         offset += done
 
 

@@ -31,6 +31,7 @@ def connect_hosts(
                 timeouts=timeouts,
             ),
             placer=placer_for(h.url, h.models_dir, h.local_import_mode, settings.on_success),
+            verify=h.verify_model,
         )
         for h, http in zip(settings.ollama_hosts, clients, strict=True)
     ]

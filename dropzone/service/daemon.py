@@ -104,7 +104,12 @@ class Daemon:
         self.view = FolderView(self.drop_dir, self.rules)
         self.hosts, self._http = connect_hosts(settings, endpoints)
         self.hash_slots = HashSlots(settings.max_parallel_hashes)
-        self.followers = Followers(self.hash_slots, self.stop_event, self.drop_dir)
+        self.followers = Followers(
+            self.hash_slots,
+            self.stop_event,
+            self.drop_dir,
+            write_back=any(h.placer is not None and h.placer.flushes_source for h in self.hosts),
+        )
         self.notifier = Notifier(env)
         self.report = Reporter(self.drop_dir, self.state, progress=progress)
         self.summary: PassSummary = self.report.summary

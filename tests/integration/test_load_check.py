@@ -49,3 +49,32 @@ def test_a_load_failure_is_a_refusal_with_the_servers_text(
     m = Metrics(hosts=[emulator.url], drop_dir=drop, state=None)
     m.observe(failed)
     assert m.failed.labels(emulator.url, "load_failed")._value.get() == 1
+
+
+def test_verify_model_per_host_load_checks_one_host_only(
+    start: Any, drop: Path, emulator: Emulator, tmp_path: Path
+) -> None:
+    """A host table's ``verify_model`` overrides the global ``verify`` for that host alone
+    (the table's ``verify`` key is its TLS setting)."""
+    build_gguf(drop / "Split.gguf")
+    with Emulator(tmp_path / "other") as other:
+        hosts = [{"url": emulator.url, "verify_model": "load"}, {"url": other.url}]
+        daemon = start(ollama_hosts=hosts)
+        daemon.wait_for("artifact.done", model="split:latest", result="done")
+        assert [e["host"] for e in daemon.find("model.loaded")] == [emulator.url]
+        created = {e["host"] for e in daemon.find("model.created", model="split:latest")}
+        assert created == {emulator.url, other.url}
+        assert len(generate_bodies(emulator)) == 2  # load, then keep_alive 0
+        assert generate_bodies(other) == []
+
+
+def test_verify_model_show_exempts_a_host_from_the_global_load(
+    start: Any, drop: Path, emulator: Emulator, tmp_path: Path
+) -> None:
+    build_gguf(drop / "Cold.gguf")
+    with Emulator(tmp_path / "other") as other:
+        hosts = [{"url": emulator.url, "verify_model": "show"}, other.url]
+        daemon = start(ollama_hosts=hosts, verify="load")
+        daemon.wait_for("artifact.done", model="cold:latest", result="done")
+        assert [e["host"] for e in daemon.find("model.loaded")] == [other.url]
+        assert generate_bodies(emulator) == [] and len(generate_bodies(other)) == 2

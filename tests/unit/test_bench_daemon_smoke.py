@@ -60,6 +60,20 @@ pytestmark = pytest.mark.bench  # behind the marker: plain pytest leaves them to
             "polling.py",
             ["ratio polling / native idle CPU:", "polling costs"],
         ),
+        (
+            # Same host (issue 17): every method that applies here, against http and sequential.
+            "local_import.py",
+            [
+                "sequential close -> model",
+                "http       close -> model",
+                "copy       close -> model",
+                "link       close -> model",
+                "ratio http / sequential, close -> model:",
+                "ratio copy / sequential, close -> model:",
+                "ratio link / sequential, close -> model:",
+                "blob (hash.done -> blob.placed)",
+            ],
+        ),
     ],
 )
 def test_daemon_benchmark_runs_and_prints_its_figures(

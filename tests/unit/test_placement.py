@@ -27,7 +27,6 @@ from dropzone.testing.cowfs import CowUnavailableError, loop_mounted_cow
 HOST = "http://127.0.0.1:11434"
 
 
-
 def _drop_file(drop: Path, name: str = "model.gguf", size: int = 300_000) -> tuple[Path, str]:
     drop.mkdir(parents=True, exist_ok=True)
     path = drop / name
@@ -323,3 +322,13 @@ def cow_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             yield mnt
     except CowUnavailableError as exc:
         pytest.skip(f"no copy-on-write file system to test reflink on: {exc}")
+
+
+@pytest.mark.parametrize(
+    ("mode", "flushes"), [("auto", True), ("reflink", True), ("link", True), ("copy", False)]
+)
+def test_only_methods_that_flush_the_drop_file_ask_for_its_early_writeback(
+    tmp_path: Path, mode: str, flushes: bool
+) -> None:
+    placer = placement.Placer(tmp_path, mode, on_success="delete", host="http://h")
+    assert placer.flushes_source is flushes
