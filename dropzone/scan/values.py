@@ -148,14 +148,11 @@ class Draft:
     ) -> ScannedArtifact:
         status = self.status()
         # A single-file artifact is its file: one Path object, not two (100,000 artifacts).
-        same = (
-            f.path
-            for f, p in zip(self.files, self.progress, strict=True)
-            if p.path == self.rel_path
-        )
+        # (A weight-less recipe has progress but no files: the two lists need not pair up.)
+        own = root / self.rel_path
         artifact = Artifact(
             kind=self.kind,
-            path=next(same, None) or root / self.rel_path,
+            path=next((f.path for f in self.files if f.path == own), own),
             files=tuple(self.files),
             sidecar=root / sidecar_rel if sidecar_rel else None,
             file_type=self.file_type,
