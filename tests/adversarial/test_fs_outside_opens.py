@@ -88,7 +88,7 @@ def test_links_out_of_the_drop_folder_and_a_link_swapped_in_during_hashing_open_
 
     paths = opened(log)
     assert any(p.startswith(str(drop)) for p in paths), "the trace saw the drop folder opened"
-    allowed = (str(drop), str(dropzone.store.state), str(dropzone.config))
+    allowed = (str(drop), str(dropzone.state), str(dropzone.config))
     under_test = str(dropzone.tmp) + os.sep
     outside = sorted(p for p in paths if p.startswith(under_test) and not p.startswith(allowed))
     assert outside == [], f"opened outside the drop folder and state: {outside}"
