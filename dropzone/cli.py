@@ -39,8 +39,8 @@ examples:
 Imports every artifact that is complete and unmodified for settle_seconds, waits
 for that work, and lists what is still pending. Not beside a running daemon.
 
-exit status: 0 all imported or pending, 1 something failed or was refused,
-             2 bad configuration
+exit status: 0 all imported or pending, 1 something failed or was refused, or the
+             drop folder is not the recorded one (an unmounted share), 2 bad configuration
 
 examples:
   dropzone scan --config /etc/dropzone/dropzone.toml""",

@@ -80,3 +80,21 @@ def test_a_create_the_server_finished_before_a_kill_is_not_sent_again(
     since = restarted.rescan()
     assert not restarted.find("model.created", since=since)
     assert emulator.counters.creates("once:latest") == 1
+
+
+def test_a_scan_of_an_unmounted_share_exits_1_and_says_why(
+    dropzone: Dropzone, emulator: Emulator, tmp_path: Path
+) -> None:
+    # A scan that could look at nothing did not do its job: cron and scripts must see that.
+    build_gguf(dropzone.drop / "Kept.gguf")
+    code, first = dropzone.scan(DROPZONE_ON_REMOVED="delete")
+    assert code == 0, first.transcript()
+
+    dropzone.drop.rename(tmp_path / "share")
+    dropzone.drop.mkdir()  # the empty mount point
+    code, scan = dropzone.scan(DROPZONE_ON_REMOVED="delete")
+    assert code == 1, scan.transcript()
+    suspicious = scan.find("drop_dir.suspicious")
+    assert suspicious and "mount" in suspicious[0]["fix"]
+    assert not scan.find("model.deleted")
+    assert emulator.models() == ["kept:latest"]
