@@ -32,7 +32,7 @@ from dropzone.service.dependencies import Dependencies
 from dropzone.service.dispatcher import Dispatcher
 from dropzone.service.folder_view import Files, FolderView, identities, sidecar_stat, signature
 from dropzone.service.reporter import Reporter
-from dropzone.store.state import StateStore, request_fingerprint
+from dropzone.store.state import HostState, StateStore, request_fingerprint
 
 log = structlog.get_logger("dropzone.daemon")
 
@@ -241,7 +241,9 @@ class Looker:
                 unit = self.view.unit_of(rel)
                 self.dispatcher.timers.wake_at(time.monotonic() + action.seconds, unit, rel)
             elif isinstance(action, rc.Probe):
-                pass  # the dispatcher probes a host from its host.down on (``Probes``)
+                # The dispatcher probes the host from its host.down on (``Probes``); the row
+                # says the work is held, once, so status and the metrics show it.
+                self._held(rel, recipe, action.host)
             elif isinstance(action, rc.Settled):
                 # Waiting is a timer (set above), never a job: the wake-up judges it afresh.
                 self.report.summary.mark(rel, action.outcome)
@@ -254,6 +256,16 @@ class Looker:
                 log.info("artifact.ready", path=str(sa.artifact.path), model=recipe.model)
                 sharers = self.view.sharers(rel, recipe)
                 self.dispatcher.start(sa, recipe, expected, sharers)
+
+    def _held(self, rel: str, recipe: Recipe, host: str) -> None:
+        if self.state.host_state(rel, host) is None:
+            self.state.set_host_state(
+                rel,
+                host,
+                HostState.READY,
+                model=recipe.model,
+                error="the host is down: imported when it answers again (host.up)",
+            )
 
     def _host_views(self, rel: str, recipe: Recipe) -> list[rc.HostView] | None:
         """Each host's row and today's request, judged from cached digests without HTTP: a

@@ -13,6 +13,7 @@ import pytest
 
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.ollama import Emulator
+from dropzone.testing.waiting import wait_until
 
 
 @pytest.mark.slow
@@ -58,3 +59,33 @@ def test_touching_a_refused_artifact_retries_it(
     os.utime(gguf)  # touch
     daemon.wait_for("artifact.retry", timeout=15)
     daemon.wait_for("model.created", model="touched:latest", timeout=15)
+
+
+@pytest.mark.slow
+def test_work_held_for_a_down_host_is_visible_in_the_store_written_once(
+    start: Any, drop: Path, emulator: Emulator
+) -> None:
+    # An operator (status, metrics) sees every artifact waiting for the host, not only the one
+    # that tried first; the row is written once, not at every look.
+    build_gguf(drop / "First.gguf")
+    emulator.stop()
+    daemon = start()
+    daemon.wait_for("host.down", host=emulator.url)
+    build_gguf(drop / "During.gguf", seed=3)
+    store = daemon.daemon.state
+
+    def held() -> Any:
+        return store.host_state("During.gguf", emulator.url)
+
+    wait_until(lambda: held() is not None, timeout=10)
+    row = held()
+    assert str(row.state) == "ready"
+    assert "down" in (row.last_error or "")
+    written = row.updated_at
+    looks = len(daemon.find("scan.done"))
+    daemon.daemon.request_rescan()
+    daemon.wait_for("scan.done", count=looks + 1)
+    assert held().updated_at == written
+    emulator.start()
+    daemon.wait_for("model.created", model="during:latest", timeout=40)
+    assert str(held().state) == "done"
