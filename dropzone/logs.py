@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import PurePath
 from typing import Any, TextIO
 
@@ -44,7 +45,17 @@ CONSOLE_MAX_VALUE = 100
 
 
 class _DropzoneHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Marks the handler this module installed, so reconfiguring replaces it."""
+    """Marks the handler this module installed, so reconfiguring replaces it; calls
+    ``before_line`` before each line (a progress bar on the same terminal steps aside)."""
+
+    def __init__(self, stream: TextIO, before_line: Callable[[], None] | None = None) -> None:
+        super().__init__(stream)
+        self._before_line = before_line
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._before_line is not None:
+            self._before_line()
+        super().emit(record)
 
 
 def _paths_as_text(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
@@ -105,7 +116,13 @@ def console_line(_: WrappedLogger, __: str, event: EventDict) -> str:
     return f"{line}\n{exception}" if exception else line
 
 
-def configure_logging(*, fmt: str, level: str, stream: TextIO | None = None) -> None:
+def configure_logging(
+    *,
+    fmt: str,
+    level: str,
+    stream: TextIO | None = None,
+    before_line: Callable[[], None] | None = None,
+) -> None:
     """Route structlog and stdlib logging to ``stream`` (default stdout) as JSON or console.
 
     ``fmt`` is ``auto`` (console on a TTY, JSON otherwise), ``json`` or ``console``; ``level``
@@ -145,7 +162,7 @@ def configure_logging(*, fmt: str, level: str, stream: TextIO | None = None) -> 
         foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
     )
-    handler = _DropzoneHandler(out)
+    handler = _DropzoneHandler(out, before_line)
     handler.setFormatter(formatter)
 
     root = logging.getLogger()

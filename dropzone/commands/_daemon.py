@@ -35,7 +35,13 @@ def open_daemon(args: argparse.Namespace, *, once: bool) -> Iterator[Daemon | in
     if isinstance(settings, int):
         yield settings
         return
-    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    # Bars only when a person watches the terminal and the logs are not JSON for a machine;
+    # an event logged while a bar is drawn takes the bar off the line first.
+    tty = sys.stderr.isatty() and settings.log_format != "json"
+    progress = Progress(sys.stderr if tty else None, interval=settings.progress_seconds)
+    configure_logging(
+        fmt=settings.log_format, level=settings.log_level, before_line=progress.clear_line
+    )
     try:
         lock = lock_store(Path(settings.state_dir))
     except ConfigError as exc:
@@ -44,10 +50,6 @@ def open_daemon(args: argparse.Namespace, *, once: bool) -> Iterator[Daemon | in
         return
     with lock, local_emulators(settings) as endpoints:
         try:
-            # Bars only when a person watches the terminal and the logs are not JSON for a
-            # machine.
-            tty = sys.stderr.isatty() and settings.log_format != "json"
-            progress = Progress(sys.stderr if tty else None, interval=settings.progress_seconds)
             daemon = Daemon(
                 settings, env=os.environ, once=once, progress=progress, endpoints=endpoints
             )

@@ -79,6 +79,7 @@ class Progress:
         self._lock = threading.Lock()
         self._next_id = 0
         self._last_draw = 0.0
+        self._drawn = False  # a bar is on the terminal's last line
 
     def track(
         self, event: str, label: str, total: int, **fields: Any
@@ -139,15 +140,25 @@ class Progress:
                     rate_mb_s=round((done - item.start) / 1e6 / seconds, 1),
                 )
             if draw and self._terminal is not None:
-                self._terminal.write("\r\x1b[K" + line)
-                self._terminal.flush()
+                with self._lock:
+                    self._terminal.write("\r\x1b[K" + line)
+                    self._terminal.flush()
+                    self._drawn = True
 
         def finished() -> None:
             with self._lock:
                 self._items.pop(key, None)
                 empty = not self._items
-            if empty and self._terminal is not None:
-                self._terminal.write("\r\x1b[K")
-                self._terminal.flush()
+            if empty:
+                self.clear_line()
 
         return update, finished
+
+    def clear_line(self) -> None:
+        """Take the bar off the terminal, so that a log line written now starts at column 0
+        (the next update draws it again below)."""
+        with self._lock:
+            if self._drawn and self._terminal is not None:
+                self._terminal.write("\r\x1b[K")
+                self._terminal.flush()
+                self._drawn = False

@@ -1,8 +1,10 @@
 import io
 
+import structlog
 from structlog.testing import capture_logs
 
 from dropzone.imports.progress import Progress, render
+from dropzone.logs import configure_logging, reset_logging
 
 
 class Clock:
@@ -53,3 +55,22 @@ def test_on_a_terminal_one_line_is_redrawn_and_cleared_at_the_end() -> None:
     assert "hash a" in frames[1]
     assert "hash a" in frames[2] and "upload b" in frames[2] and "25%" in frames[2]
     assert frames[-1] == ""  # cleared when the last transfer ends
+
+
+def test_an_event_logged_while_a_bar_is_drawn_starts_on_a_cleared_line() -> None:
+    # Seen by hand: "... 100% of 1.61 GB 80.0 MB/s13:11:57 info artifact.pending ...": the
+    # bar (stderr) and the events (stdout) share one terminal.
+    clock = Clock()
+    terminal = io.StringIO()
+    progress = Progress(terminal, clock=clock)
+    configure_logging(fmt="console", level="info", stream=terminal, before_line=progress.clear_line)
+    try:
+        update, _ = progress.arrival("arriving m.gguf", 0, 1000)
+        clock.now = 1.0
+        update(500, 1000)
+        structlog.get_logger("dropzone.test").info("artifact.pending", reason="settling")
+    finally:
+        reset_logging()
+    bar, _, rest = terminal.getvalue().rpartition("MB/s")
+    assert "arriving m.gguf" in bar
+    assert rest.startswith("\r\x1b[K") and "artifact.pending" in rest
