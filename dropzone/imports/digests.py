@@ -88,7 +88,9 @@ class Digester:
                 digest=result.digest,
                 bytes=result.size,
                 seconds=round(seconds, 3),
-                rate_mb_s=round(result.size / 1e6 / seconds, 1),
+                # Followed, ``seconds`` is the wait for the digest once the file was complete
+                # (the rest was read while it arrived): a rate from it would be nonsense.
+                rate_mb_s=None if follower is not None else round(result.size / 1e6 / seconds, 1),
                 followed=follower is not None,
                 restarts=[str(r) for r in result.restarts],
             )

@@ -105,5 +105,6 @@ def test_a_file_that_cannot_become_an_import_holds_no_follower_and_no_hash_slot(
     arrive_in_two_writes(daemon, drop / "Next.gguf", gguf_bytes(tmp_path, "Next.gguf", 9))
     done = daemon.wait_for("hash.done", path=str(drop / "Next.gguf"))
     assert done["followed"] is True
+    assert done["rate_mb_s"] is None  # its seconds are the tail after the copy, not a read
     daemon.wait_for("model.created", model="next")
     wait_until(lambda: followers.live() == [] and slots.in_use == 0, what="all slots back")
