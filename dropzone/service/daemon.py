@@ -19,6 +19,7 @@ import structlog
 
 from dropzone import __version__
 from dropzone.config.settings import Settings
+from dropzone.errors import StoppedError
 from dropzone.fleet.wiring import Fleet
 from dropzone.imports.follow import Followers, HashSlots
 from dropzone.imports.progress import Progress
@@ -101,7 +102,7 @@ class Daemon:
             once=once,
         )
         self.watch.check_drop_dir()
-        self.view = FolderView(self.drop_dir, self.rules)
+        self.view = FolderView(self.drop_dir, self.rules, stopping=self._stopping)
         self.hosts, self._http = connect_hosts(settings, endpoints)
         self.hash_slots = HashSlots(settings.max_parallel_hashes)
         self.followers = Followers(
@@ -347,7 +348,10 @@ class Daemon:
                 return  # not the recorded folder: look at nothing, act on nothing
             self.watch.ensure_watching()
             full = True
-        affected, vanished = self.view.refresh(full=full, units=units)
+        try:
+            affected, vanished = self.view.refresh(full=full, units=units)
+        except StoppedError:
+            return  # stopping: the look is abandoned, the next start looks again
         self.looker.early_upload_min_bytes = EARLY_UPLOAD_MIN_BYTES
         count, ready = self.looker.look(affected)
         if full or vanished:

@@ -3,15 +3,25 @@ scan result and the listing of each, refreshed for the units a look is about."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
+from dropzone.errors import StoppedError
 from dropzone.fs.identity import FileKey
 from dropzone.imports.policies import owned_files
 from dropzone.recipes.types import Recipe
 from dropzone.scan.ignore import IgnoreRules
 from dropzone.scan.partition import list_units, split_units
-from dropzone.scan.scanner import Entry, HeaderCache, ScannedArtifact, ScanResult, list_tree, scan
+from dropzone.scan.scanner import (
+    Entry,
+    HeaderCache,
+    ScannedArtifact,
+    ScanResult,
+    list_tree,
+    open_under,
+    scan,
+)
 
 HEADER_CACHE_ENTRIES = 200_000
 # The header cache's bound in estimated bytes (``scan_tree.estimated_cost``), whatever the
@@ -23,9 +33,13 @@ Files = list[tuple[str, int, int]]  # (rel, size, mtime_ns) of an artifact's fil
 
 
 class FolderView:
-    def __init__(self, drop_dir: Path, rules: IgnoreRules) -> None:
+    def __init__(
+        self, drop_dir: Path, rules: IgnoreRules, *, stopping: Callable[[], bool] = lambda: False
+    ) -> None:
         self.drop_dir = drop_dir
         self.rules = rules
+        self._opener = open_under(drop_dir)
+        self._stopping = stopping
         # Big enough for every file of a large drop folder: a rescan visits files in the same
         # order each time, so a smaller LRU evicts each header just before it is needed again.
         self.headers = HeaderCache(capacity=HEADER_CACHE_ENTRIES, max_bytes=HEADER_CACHE_BYTES)
@@ -56,13 +70,24 @@ class FolderView:
             entries = listing.get(unit, [])
             if entries:
                 self._units[unit] = scan(
-                    self.drop_dir, entries, rules=self.rules, cache=self.headers
+                    self.drop_dir,
+                    entries,
+                    open_file=self._open,
+                    rules=self.rules,
+                    cache=self.headers,
                 )
                 self._stats[unit] = {e.path: e for e in entries}
             if old is not None:
                 kept = {sa.rel_path for sa in self._units[unit].artifacts} if entries else set()
                 vanished |= any(sa.rel_path not in kept for sa in old.artifacts)
         return affected & set(self._units), vanished
+
+    def _open(self, rel: str) -> BinaryIO:
+        # Asked before every header read: a folder of 100,000 files takes many seconds to
+        # read, and a stop must not wait for it (the look is abandoned, the daemon exits).
+        if self._stopping():
+            raise StoppedError("stop requested during a look at the drop folder")
+        return self._opener(rel)
 
     def unit(self, unit: str) -> tuple[ScanResult, Mapping[str, Entry]]:
         return self._units[unit], self._stats[unit]
