@@ -177,6 +177,7 @@ class Entry:
     start: int
     value_at: int
     end: int
+    item_type: ValueType | None = None  # an array's
 
 
 @dataclass(frozen=True)
@@ -300,7 +301,8 @@ def _read_metadata(cur: Cursor, n_kv: int, entries: list[Entry] | None) -> dict[
         value_type = _value_type(cur)
         value = _read_value(cur, value_type, walk, depth=0)
         if entries is not None:
-            entries.append(Entry(key, value_type, at, value_at, cur.pos))
+            item_type = value.item_type if isinstance(value, Summary) else None
+            entries.append(Entry(key, value_type, at, value_at, cur.pos, item_type))
         if key == "general.alignment":
             _check_alignment(value, value_at)
             keep = True  # needed to place the data, whatever the budget says

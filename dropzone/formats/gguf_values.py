@@ -124,4 +124,24 @@ class _Bytes:
         item_fmt = _FORMATS.get(item_type)
         if item_fmt is not None:  # one unpack for the whole array
             return list(self.unpack(item_fmt, count, f"{count} {item_type.name} array items"))
+        if item_type == ValueType.STRING:
+            return self.strings(count)
         return [self.value(item_type, depth + 1) for _ in range(count)]
+
+    def strings(self, count: int) -> list[Value]:
+        """``count`` strings: the hot loop of a vocabulary, kept bare."""
+        data, pos, end = self.data, self.pos, len(self.data)
+        unpack = struct.Struct(self.order + "Q").unpack_from
+        out: list[Value] = []
+        for _ in range(count):
+            if pos + 8 > end:
+                break
+            (n,) = unpack(data, pos)
+            if n > MAX_STRING_BYTES or pos + 8 + n > end:
+                break
+            out.append(data[pos + 8 : pos + 8 + n].decode("utf-8", errors="replace"))
+            pos += 8 + n
+        self.pos = pos
+        if len(out) < count:  # the one that does not fit, with the checks' own errors
+            out.append(self.string())
+        return out

@@ -83,6 +83,8 @@ def test_entries_and_values_match_gguf_py(tmp_path: Path, endian: gguf_py.GGUFEn
         assert entry.start == field.offset
         assert entry.end - entry.start == sum(int(p.nbytes) for p in field.parts) == len(raw)
         assert entry.value_type == ValueType(field.types[0])
+        item_type = ValueType(field.types[1]) if len(field.types) > 1 else None
+        assert entry.item_type == item_type
     got = values(layout, raws)
     for field in fields:
         if field.name == "x.nested":  # gguf-py's contents() flattens arrays of arrays
@@ -162,6 +164,11 @@ def _entry(raw: bytes, key: str = "a", vtype: ValueType = ValueType.ARRAY) -> En
         (struct.pack("<IQ", 4, 3) + b"\0" * 8, TruncatedHeaderError, 125),
         (struct.pack("<IQ", 99, 1) + b"\0", CorruptHeaderError, 113),
         (struct.pack("<IQ", 8, 1) + struct.pack("<Q", 5) + b"ab", TruncatedHeaderError, 133),
+        (
+            struct.pack("<IQ", 8, 2) + s("ab") + struct.pack("<Q", 9) + b"x",
+            TruncatedHeaderError,
+            143,
+        ),
         (struct.pack("<IQ", 4, 0) + b"\0", CorruptHeaderError, 125),  # a byte too many
         # Arrays of arrays of arrays of arrays: deeper than any reader allows.
         (struct.pack("<IQ", 9, 1) * 3 + struct.pack("<IQ", 0, 0), CorruptHeaderError, 149),
