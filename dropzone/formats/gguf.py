@@ -6,6 +6,9 @@ fixed cap (beyond it the file is corrupt) and against the bytes present (beyond 
 header is cut short: the file may still be arriving). Nothing is allocated from an
 untrusted length; strings and arrays that are not kept are skipped by seeking.
 
+``read_layout`` adds where every metadata entry lies (for a caller that copies entries
+verbatim or decodes whole arrays with ``gguf_values``); ``read_header`` keeps none of it.
+
 Both byte orders are read: the magic ``GGUF`` with a little-endian version (the norm), the
 byte-swapped magic ``FUGG`` (Ollama's big-endian detection, ollama-api.md §10), and ``GGUF``
 with a byte-swapped version (how gguf-py writes big-endian files).
@@ -44,6 +47,8 @@ MAX_FILE_LENGTH = 1 << 50
 # Values kept in memory; longer strings and all arrays are summarised instead.
 KEEP_STRING_BYTES = 256 << 10
 KEEP_TOTAL_BYTES = 4 << 20
+# A layout keeps every key; real headers have a few kilobytes of them.
+MAX_LAYOUT_KEY_BYTES = 16 << 20
 
 
 class ValueType(IntEnum):
@@ -162,6 +167,33 @@ class GGUFHeader:
         return self.general_type in ("mmproj", "projector") or self.architecture == "clip"
 
 
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """Where one metadata entry lies: bytes ``[start, end)`` of the file hold its key, type
+    and value as written; the value's own bytes start at ``value_at``."""
+
+    key: str
+    value_type: ValueType
+    start: int
+    value_at: int
+    end: int
+    item_type: ValueType | None = None  # an array's
+
+
+@dataclass(frozen=True)
+class GGUFLayout:
+    """A header and every metadata entry in file order, those ``header.metadata`` summarises
+    or leaves out (past its memory budget) included."""
+
+    header: GGUFHeader
+    entries: tuple[Entry, ...]
+
+    @property
+    def order(self) -> str:
+        """The ``struct`` byte order of every number in the file."""
+        return "<" if self.header.byte_order == "little" else ">"
+
+
 def read_header_file(path: str | os.PathLike[str]) -> GGUFHeader:
     with open(path, "rb") as f:
         return read_header(f)
@@ -173,6 +205,18 @@ def read_header(f: BinaryIO) -> GGUFHeader:
     Raises TruncatedHeaderError when the header runs past the end of the file (or is still
     zeros), NotGGUFError without the magic, CorruptHeaderError for anything else invalid.
     """
+    return _read(f, None)
+
+
+def read_layout(f: BinaryIO) -> GGUFLayout:
+    """``read_header`` plus where each metadata entry lies. Same checks and errors, and
+    also: no key twice anywhere, at most ``MAX_LAYOUT_KEY_BYTES`` of keys in all."""
+    entries: list[Entry] = []
+    header = _read(f, entries)
+    return GGUFLayout(header, tuple(entries))
+
+
+def _read(f: BinaryIO, entries: list[Entry] | None) -> GGUFHeader:
     size = f.seek(0, os.SEEK_END)
     f.seek(0)
     magic = f.read(4)
@@ -189,7 +233,7 @@ def read_header(f: BinaryIO) -> GGUFHeader:
         raise CorruptHeaderError(4, "GGUF version 2 or 3", str(got))
     n_tensors = _count(cur, "the tensor count", MAX_TENSORS)
     n_kv = _count(cur, "the metadata key/value count", MAX_KV)
-    metadata = _read_metadata(cur, n_kv)
+    metadata = _read_metadata(cur, n_kv, entries)
     alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
     assert isinstance(alignment, int)  # checked as it was read
     tensors = _read_tensor_infos(cur, n_tensors, alignment)
@@ -234,19 +278,31 @@ def _count(cur: Cursor, what: str, cap: int) -> int:
     return n
 
 
-def _read_metadata(cur: Cursor, n_kv: int) -> dict[str, MetaValue]:
+def _read_metadata(cur: Cursor, n_kv: int, entries: list[Entry] | None) -> dict[str, MetaValue]:
     metadata: dict[str, MetaValue] = {}
     kept = 0
     walk = [MAX_ARRAY_ITEMS, MAX_NESTED_ARRAYS]  # budgets shared by every array in the header
+    keys: set[str] = set()  # a layout's keys, every one of them
+    key_bytes = 0
     for _ in range(n_kv):
         at = cur.pos
         key = cur.string("a metadata key", MAX_KEY_BYTES, MAX_KEY_BYTES)
         assert isinstance(key, str)
         keep = kept < KEEP_TOTAL_BYTES
-        if keep and key in metadata:
+        if (keep and key in metadata) or key in keys:
             raise CorruptHeaderError(at, "a metadata key not seen before", repr(key))
+        if entries is not None:
+            key_bytes += len(key)
+            if key_bytes > MAX_LAYOUT_KEY_BYTES:
+                what = f"metadata keys of at most {MAX_LAYOUT_KEY_BYTES} bytes in all"
+                raise CorruptHeaderError(at, what, "more")
+            keys.add(key)
         value_at = cur.pos + 4
-        value = _read_value(cur, _value_type(cur), walk, depth=0)
+        value_type = _value_type(cur)
+        value = _read_value(cur, value_type, walk, depth=0)
+        if entries is not None:
+            item_type = value.item_type if isinstance(value, Summary) else None
+            entries.append(Entry(key, value_type, at, value_at, cur.pos, item_type))
         if key == "general.alignment":
             _check_alignment(value, value_at)
             keep = True  # needed to place the data, whatever the budget says

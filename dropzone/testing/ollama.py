@@ -20,6 +20,10 @@ Clients should not depend on either, unless pinned to a server version.
 
 Store. Blobs and manifests are laid out as Ollama's (``store.py``); ``start`` prunes blobs
 older than ``prune_age_seconds`` that no manifest references, as the server does at start.
+
+GGUF. Blobs are read with dropzone's own header reader (``dropzone.formats``), through
+``emulator/gguf_view.py``; the emulator only writes GGUF of its own (``gguf_writer.py``). A
+plain install runs it: no numpy, gguf-py or safetensors.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import pytest
 from emulator_helpers import Api, manifest_layers
 
 from dropzone.testing import builders
-from dropzone.testing.emulator.gguf import read_header
+from dropzone.testing.emulator.gguf_view import decode_gguf
 
 PARAMS = "application/vnd.ollama.image.params"
 PROJECTOR = "application/vnd.ollama.image.projector"
@@ -82,7 +82,7 @@ def test_a_llava_projector_without_a_type_gets_mlp(api: Api) -> None:
     assert "updating GGUF projector metadata" in reply.statuses
     (layer,) = [x for x in manifest_layers(api.emulator, "m") if x["mediaType"] == PROJECTOR]
     assert layer["digest"] != projector  # rewritten, not the uploaded blob
-    header = read_header(api.emulator.blob_path(str(layer["digest"])))
+    header = decode_gguf(api.emulator.blob_path(str(layer["digest"])))
     assert header.metadata["clip.projector_type"] == "mlp"
 
 

@@ -8,7 +8,7 @@ import pytest
 from emulator_helpers import Api, manifest_layers
 
 from dropzone.testing import builders
-from dropzone.testing.emulator.gguf import read_header
+from dropzone.testing.emulator.gguf_view import decode_gguf
 from dropzone.testing.ollama import Emulator, modern
 
 MODEL = "application/vnd.ollama.image.model"
@@ -144,7 +144,7 @@ def test_truncated_gguf_is_accepted_by_a_pre_030_server(old_api: Api) -> None:
 def padded_gguf(api: Api) -> Path:
     """gguf-py's padding after the last tensor: bytes past the end of the tensor data."""
     path = builders.build_padded_gguf(api.work / "padded.gguf")
-    assert read_header(path).data_end == builders.tensor_data_end(path) < path.stat().st_size
+    assert decode_gguf(path).data_end == builders.tensor_data_end(path) < path.stat().st_size
     return path
 
 
@@ -201,7 +201,7 @@ def test_split_shards_are_merged_into_one_model_layer(api: Api, emulator: Emulat
     assert reply.statuses[-1] == "success", reply.text
     big = manifest_layers(emulator, "big")
     assert [layer["mediaType"] for layer in big] == [MODEL]
-    header = read_header(emulator.blob_path(str(big[0]["digest"])))
+    header = decode_gguf(emulator.blob_path(str(big[0]["digest"])))
     assert len(header.tensors) == 9
     assert not any(key.startswith("split.") for key in header.metadata)
 

@@ -6,7 +6,7 @@ import pytest
 from emulator_helpers import Api
 
 from dropzone.testing import builders
-from dropzone.testing.emulator.gguf import read_header
+from dropzone.testing.emulator.gguf_view import decode_gguf
 from dropzone.testing.ollama import Emulator
 
 ADAPTER = "application/vnd.ollama.image.adapter"
@@ -43,7 +43,7 @@ def test_sharded_safetensors_are_all_converted(api: Api, emulator: Emulator) -> 
     assert api.create(model="m", files=files, stream=False).status == 200
     manifest = emulator.manifest("m")
     assert manifest is not None
-    header = read_header(emulator.blob_path(manifest["layers"][0]["digest"]))
+    header = decode_gguf(emulator.blob_path(manifest["layers"][0]["digest"]))
     assert len(header.tensors) == 4
 
 

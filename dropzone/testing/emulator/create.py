@@ -19,18 +19,16 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dropzone.formats.ggml_types import FILE_TYPE_NAMES
 from dropzone.recipes.names import InvalidNameError, Name, parse_name
 from dropzone.testing.emulator.arch import MLP_KEY, arch_defaults, needs_mlp
 from dropzone.testing.emulator.chat_templates import detect_chat_template
 from dropzone.testing.emulator.config import Config, apply_info
-from dropzone.testing.emulator.gguf import (
-    FILE_TYPE_VALUES,
+from dropzone.testing.emulator.gguf_view import GGUFError, GGUFView, decode_gguf
+from dropzone.testing.emulator.gguf_writer import (
     T_BOOL,
     T_STRING,
     T_UINT32,
-    GGUFError,
-    GGUFHeader,
-    read_header,
     rewrite_entries,
     tensor_sources,
 )
@@ -72,6 +70,7 @@ if TYPE_CHECKING:
     from dropzone.testing.emulator.app import App
 
 ZERO_DIGEST = "0" * 19
+FILE_TYPE_VALUES = {name: value for value, name in FILE_TYPE_NAMES.items()}
 QUANT_TYPES = {"F32": "F32", "F16": "F16", "BF16": "BF16", "Q8_0": "Q8_0", "Q4_K_S": "Q4_K_S",
                "Q4_K_M": "Q4_K_M", "Q4_K": "Q4_K_M"}  # fmt: skip
 # Ollama's list; "F32" never matches because KV.FileType() reads 0 as unknown (issue 15).
@@ -269,7 +268,7 @@ class Pipeline:
             reused.name = layer.name
             header = None
             if layer.media_type in GGUF_MEDIA_TYPES:
-                header = read_header(self.store.blob_path(layer.digest))
+                header = decode_gguf(self.store.blob_path(layer.digest))
             weights.append(WeightLayer(reused, header))
         return weights
 
@@ -380,7 +379,7 @@ class Pipeline:
         self.store.remove_unreferenced(removed)
         return [*kept, self.store.new_layer(data, media_type)]
 
-    def _derive_config(self, config: Config, header: GGUFHeader) -> None:
+    def _derive_config(self, config: Config, header: GGUFView) -> None:
         config.model_format = config.model_format or "gguf"
         config.model_family = config.model_family or header.architecture
         config.model_type = config.model_type or human_number(header.parameter_count)
@@ -388,7 +387,7 @@ class Pipeline:
         if header.architecture not in config.model_families:
             config.model_families.append(header.architecture)
 
-    def _progress(self, status: str, header: GGUFHeader, total: int) -> None:
+    def _progress(self, status: str, header: GGUFView, total: int) -> None:
         self.emit({"status": status, "digest": ZERO_DIGEST, "total": total})
         ends = sorted(header.data_offset + t.offset + t.nbytes for t in header.tensors)
         step = max(1, len(ends) // 16)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dropzone.recipes.names import InvalidNameError, Name, parse_name
-from dropzone.testing.emulator.gguf import GGUFError, GGUFHeader, read_header
+from dropzone.testing.emulator.gguf_view import GGUFError, GGUFView, decode_gguf
 from dropzone.testing.emulator.gojson import go_time, go_value
 from dropzone.testing.emulator.http import Handler, parse_json_body, read_body
 from dropzone.testing.emulator.refs import RefError, local_ref, pull_ref
@@ -32,17 +32,17 @@ if TYPE_CHECKING:
     from dropzone.testing.emulator.app import App
 
 DEFAULT_TEMPLATE = "{{ .Prompt }}"
-_headers: dict[str, GGUFHeader] = {}
+_headers: dict[str, GGUFView] = {}
 _headers_lock = threading.Lock()
 
 
-def gguf_header(store: Store, digest: str) -> GGUFHeader | None:
+def gguf_header(store: Store, digest: str) -> GGUFView | None:
     """A blob's GGUF header, cached by digest (blobs never change under one digest)."""
     with _headers_lock:
         if digest in _headers:
             return _headers[digest]
     try:
-        header = read_header(store.blob_path(digest))
+        header = decode_gguf(store.blob_path(digest))
     except (OSError, GGUFError, ValueError):
         return None
     with _headers_lock:
@@ -60,8 +60,8 @@ class ModelView:
     config: dict[str, Any]
     model_from: str = ""
     model_path: str = ""
-    header: GGUFHeader | None = None
-    projectors: list[GGUFHeader] = field(default_factory=list)
+    header: GGUFView | None = None
+    projectors: list[GGUFView] = field(default_factory=list)
     projector_paths: list[str] = field(default_factory=list)
     adapter_paths: list[str] = field(default_factory=list)
     template: str | None = None
@@ -219,7 +219,7 @@ def show_body(store: Store, stored: StoredModel, *, verbose: bool) -> dict[str, 
         out["projector_info"] = model_info(v.projectors[0], verbose)
     if v.header is not None:
         out["tensors"] = [
-            {"name": t.name, "type": t.type_name, "shape": list(t.shape)} for t in v.header.tensors
+            {"name": t.name, "type": t.type_name, "shape": list(t.dims)} for t in v.header.tensors
         ]
     if caps := capabilities(v):
         out["capabilities"] = caps
@@ -229,7 +229,7 @@ def show_body(store: Store, stored: StoredModel, *, verbose: bool) -> dict[str, 
     return out
 
 
-def model_info(header: GGUFHeader, verbose: bool) -> dict[str, Any]:
+def model_info(header: GGUFView, verbose: bool) -> dict[str, Any]:
     info = {
         k: ([] if isinstance(value, list) and len(value) > 5 and not verbose else value)
         for k, value in header.metadata.items()

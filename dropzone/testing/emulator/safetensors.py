@@ -16,17 +16,16 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from dropzone.testing.emulator.gguf import (
+from dropzone.formats.gguf import TensorInfo
+from dropzone.testing.emulator.gguf_view import decode_gguf, n_elements
+from dropzone.testing.emulator.gguf_writer import (
     T_BOOL,
     T_FLOAT32,
     T_STRING,
     T_UINT32,
     T_UINT64,
-    TensorInfo,
     TensorSource,
     encode_kv,
-    read_header,
-    tensor_nbytes,
 )
 from dropzone.testing.emulator.request import valid_path
 from dropzone.testing.emulator.sources import (
@@ -85,7 +84,7 @@ def read_safetensors(path: Path, key: str) -> list[TensorSource]:
         except (KeyError, TypeError, ValueError):
             raise CreateFailureError(f"invalid tensor {name!r} in {key}") from None
         tensor = TensorInfo(name, shape, ggml_type, 0)
-        if tensor_nbytes(ggml_type, tensor.n_elements) != end - begin:
+        if tensor.nbytes != end - begin:
             raise CreateFailureError(f"invalid tensor {name!r} in {key}")
         if 8 + length + end > size:
             raise CreateFailureError("unexpected EOF")
@@ -174,7 +173,7 @@ def safetensors_model(ctx: Context, files: dict[str, str]) -> list[WeightLayer]:
     kvs: list[bytes] = [
         encode_kv("general.architecture", T_STRING, family),
         encode_kv("general.file_type", T_UINT32, 1),
-        encode_kv("general.parameter_count", T_UINT64, sum(s.info.n_elements for s in sources)),
+        encode_kv("general.parameter_count", T_UINT64, sum(n_elements(s.info) for s in sources)),
     ]
     for gguf_key, config_key in (
         ("block_count", "num_hidden_layers"),
@@ -191,7 +190,7 @@ def safetensors_model(ctx: Context, files: dict[str, str]) -> list[WeightLayer]:
     kvs.append(encode_kv("emulator.source", T_STRING, _fingerprint(files)))
     temp = write_temp_gguf(ctx.store, "converted-", kvs, sources)
     layer = ctx.store.file_layer(temp, MODEL)
-    header = read_header(ctx.store.blob_path(layer.digest))
+    header = decode_gguf(ctx.store.blob_path(layer.digest))
     return [WeightLayer(layer, header, from_files=True)]
 
 
@@ -227,4 +226,4 @@ def safetensors_adapter(
         kvs.append(encode_kv("adapter.lora.alpha", T_FLOAT32, float(alpha)))
     temp = write_temp_gguf(ctx.store, "converted-", kvs, sources)
     layer = ctx.store.file_layer(temp, ADAPTER)
-    return [WeightLayer(layer, read_header(ctx.store.blob_path(layer.digest)), from_files=True)]
+    return [WeightLayer(layer, decode_gguf(ctx.store.blob_path(layer.digest)), from_files=True)]

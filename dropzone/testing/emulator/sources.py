@@ -12,12 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from dropzone.testing.emulator.gguf import (
-    GGUFError,
-    GGUFHeader,
+from dropzone.testing.emulator.gguf_view import GGUFError, GGUFView, decode_gguf, has_magic
+from dropzone.testing.emulator.gguf_writer import (
     TensorSource,
-    has_magic,
-    read_header,
     rewrite_entries,
     tensor_sources,
     write_gguf,
@@ -57,7 +54,7 @@ class WeightLayer:
     """A layer whose blob is GGUF (``header``), or another reused layer (``header`` None)."""
 
     layer: Layer
-    header: GGUFHeader | None = None
+    header: GGUFView | None = None
     from_files: bool = False
     key: str = ""
 
@@ -88,7 +85,7 @@ def blob(store: Store, digest: str, status: int) -> Path:
         raise CreateFailureError(str(exc), status) from None
 
 
-def media_type_of(header: GGUFHeader) -> str:
+def media_type_of(header: GGUFView) -> str:
     kind = header.general_type
     if kind == "adapter":
         return ADAPTER
@@ -97,7 +94,7 @@ def media_type_of(header: GGUFHeader) -> str:
     return MODEL
 
 
-def parse_gguf_blob(path: Path, status: int) -> GGUFHeader:
+def parse_gguf_blob(path: Path, status: int) -> GGUFView:
     try:
         with path.open("rb") as f:
             magic = f.read(4)
@@ -106,7 +103,7 @@ def parse_gguf_blob(path: Path, status: int) -> GGUFHeader:
     if not has_magic(magic):
         raise CreateFailureError(ONLY_GGUF, 400)
     try:
-        return read_header(path)
+        return decode_gguf(path)
     except GGUFError as exc:
         raise CreateFailureError(str(exc), status) from None
 
@@ -133,7 +130,7 @@ def gguf_layers(
     return splits.merge(layers) if splits else layers
 
 
-def _split_uint(header: GGUFHeader, key: str) -> int | None:
+def _split_uint(header: GGUFView, key: str) -> int | None:
     for name in (key, f"{header.architecture}.{key}"):
         value = header.metadata.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
@@ -236,7 +233,7 @@ class _SplitCollector:
         temp = write_temp_gguf(self.ctx.store, "split-gguf-", entries, sources, primary.header)
         layer = self.ctx.store.file_layer(temp, primary.layer.media_type)
         layer.from_ = primary.key
-        header = read_header(self.ctx.store.blob_path(layer.digest))
+        header = decode_gguf(self.ctx.store.blob_path(layer.digest))
         return WeightLayer(layer, header, from_files=True, key=primary.key)
 
 
@@ -245,7 +242,7 @@ def write_temp_gguf(
     prefix: str,
     entries: Sequence[bytes],
     sources: Iterable[TensorSource],
-    like: GGUFHeader | None = None,
+    like: GGUFView | None = None,
 ) -> Path:
     temp, raw = store.temp_file(prefix)
     try:
