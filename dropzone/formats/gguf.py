@@ -67,7 +67,8 @@ class ValueType(IntEnum):
     FLOAT64 = 12
 
 
-_SCALAR_FORMATS = {
+# struct formats of the scalar value types (``gguf_values`` decodes with the same table)
+SCALAR_FORMATS = {
     ValueType.UINT8: "B",
     ValueType.INT8: "b",
     ValueType.UINT16: "H",
@@ -321,7 +322,7 @@ def _value_type(cur: Cursor) -> ValueType:
 
 
 def _read_value(cur: Cursor, vtype: ValueType, walk: list[int], depth: int) -> MetaValue:
-    fmt = _SCALAR_FORMATS.get(vtype)
+    fmt = SCALAR_FORMATS.get(vtype)
     if fmt is not None:
         value: MetaValue = cur.scalar(fmt, f"a {vtype.name} value")
         return value
@@ -333,8 +334,8 @@ def _read_value(cur: Cursor, vtype: ValueType, walk: list[int], depth: int) -> M
     item_type = _value_type(cur)
     at = cur.pos
     count = cur.u64("an array length")
-    if item_type in _SCALAR_FORMATS:
-        width = struct.calcsize(_SCALAR_FORMATS[item_type])
+    if item_type in SCALAR_FORMATS:
+        width = struct.calcsize(SCALAR_FORMATS[item_type])
         if count > MAX_HEADER_BYTES // width:
             raise CorruptHeaderError(at, "an array that fits in a 1 GiB header", f"{count} items")
         cur.skip(count * width, f"{count} {item_type.name} array items")

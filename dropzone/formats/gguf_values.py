@@ -15,6 +15,7 @@ from typing import BinaryIO
 from dropzone.formats.gguf import (
     MAX_ARRAY_DEPTH,
     MAX_STRING_BYTES,
+    SCALAR_FORMATS,
     Entry,
     GGUFLayout,
     ValueType,
@@ -22,20 +23,6 @@ from dropzone.formats.gguf import (
 from dropzone.formats.headers import CorruptHeaderError, TruncatedHeaderError
 
 Value = int | float | bool | str | list["Value"]
-
-_FORMATS = {
-    ValueType.UINT8: "B",
-    ValueType.INT8: "b",
-    ValueType.UINT16: "H",
-    ValueType.INT16: "h",
-    ValueType.UINT32: "I",
-    ValueType.INT32: "i",
-    ValueType.FLOAT32: "f",
-    ValueType.BOOL: "?",
-    ValueType.UINT64: "Q",
-    ValueType.INT64: "q",
-    ValueType.FLOAT64: "d",
-}
 
 
 def entry_bytes(f: BinaryIO, layout: GGUFLayout) -> list[bytes]:
@@ -106,7 +93,7 @@ class _Bytes:
         return ValueType(raw)
 
     def value(self, vtype: ValueType, depth: int) -> Value:
-        fmt = _FORMATS.get(vtype)
+        fmt = SCALAR_FORMATS.get(vtype)
         if fmt is not None:
             return self.unpack(fmt, 1, f"a {vtype.name} value")[0]
         if vtype == ValueType.STRING:
@@ -121,7 +108,7 @@ class _Bytes:
         # and nothing is allocated from it.
         if count > len(self.data) - self.pos:
             raise TruncatedHeaderError(at, f"{count} array items", "the entry's end")
-        item_fmt = _FORMATS.get(item_type)
+        item_fmt = SCALAR_FORMATS.get(item_type)
         if item_fmt is not None:  # one unpack for the whole array
             return list(self.unpack(item_fmt, count, f"{count} {item_type.name} array items"))
         if item_type == ValueType.STRING:
