@@ -19,6 +19,9 @@ final name, which fails with ``EEXIST`` rather than replace an existing blob (``
 would replace it silently; ``renameat2(RENAME_NOREPLACE)`` is not in the standard library).
 Files it writes are mode 0644, as the server's own blobs.
 
+Early (while the drop file settles) a copy or a clone is only staged under its temporary name
+(``staging``): the import of record commits it once the file has settled, or discards it.
+
 ``auto`` decides per host and per file system of the drop file, once, and logs the method and
 why (``local_import.method``); a refusal (no blobs folder, not writable, a method that cannot
 apply) is logged as ``local_import.refused`` with the fix, and the blob goes by HTTP.
@@ -45,6 +48,7 @@ import structlog
 from dropzone.errors import FileChangedError, StoppedError
 from dropzone.fs.identity import FileKey
 from dropzone.fs.safeopen import open_verified
+from dropzone.imports.staging import Staged, Staging, commit_check
 from dropzone.imports.writeback import start_writeback
 
 log = structlog.get_logger("dropzone.placement")
@@ -82,6 +86,7 @@ class Placed:
     bytes: int
     seconds: float
     identity: FileKey  # the drop file's identity now: a link changes its ctime
+    staged: bool = False  # committed from an early copy made while the file settled
 
 
 @dataclass
@@ -102,6 +107,7 @@ class Placer:
         self._lock = threading.Lock()
         self._decisions: dict[int, _Decision] = {}  # st_dev of drop files → what applies
         self._refusal: str | None = None  # for the whole host (no blobs folder, not writable)
+        self._staging = Staging(host)
 
     @property
     def flushes_source(self) -> bool:
@@ -118,19 +124,33 @@ class Placer:
         *,
         early: bool = False,
         cancel: threading.Event | None = None,
-    ) -> Placed | Skip:
+    ) -> Placed | Staged | Skip:
         """Place the blob ``digest`` from the drop file ``path`` as it was hashed
-        (``identity``). ``FileChangedError`` when the file is not that one any more."""
+        (``identity``). ``FileChangedError`` when the file is not that one any more.
+        ``early``: the file is still settling; a copy or clone is only staged (``Staged``),
+        for the import of record to commit."""
         if self.mode == "off":
             return Skip.HTTP
         decision = self._decide(identity.dev)
         if not decision.methods:
             return Skip.HTTP
         final = self.blobs / ("sha256-" + digest.split(":", 1)[-1])
+        staged = None if early else self._take_staged(digest, path)
         if os.path.lexists(final):
+            if staged is not None:
+                self._staging.discard(staged, "the blob is in the store already")
             return Skip.EXISTS
-        fd = open_drop_file(drop_dir, path, identity)
         try:
+            fd = open_drop_file(drop_dir, path, identity)
+        except FileChangedError:
+            if staged is not None:
+                self._staging.discard(staged, "the drop file changed since its early copy")
+            raise
+        try:
+            if staged is not None:
+                committed = self._commit_staged(staged, fd, path, identity, final)
+                if committed is not None:
+                    return committed
             for method in list(decision.methods):
                 if method is Method.LINK:
                     why = self._link_refusal(fd, path)
@@ -141,6 +161,8 @@ class Placer:
                         continue
                 started = time.monotonic()
                 try:
+                    if early and method is not Method.LINK:
+                        return self._stage(method, fd, path, identity, digest=digest, cancel=cancel)
                     placed = self._place_with(
                         method, fd, path, identity, digest=digest, final=final, cancel=cancel
                     )
@@ -158,6 +180,17 @@ class Placer:
         finally:
             os.close(fd)
         return Skip.HTTP
+
+    def discard_changed(self) -> int:
+        """Discard the early copies whose drop file changed since; how many."""
+        changed = self._staging.take_changed()
+        for staged in changed:
+            self._staging.discard(staged, "the drop file changed since its early copy")
+        return len(changed)
+
+    def discard_all(self, reason: str) -> None:
+        for staged in self._staging.take_all():
+            self._staging.discard(staged, reason)
 
     def preview(self, dev: int) -> tuple[list[str], str]:
         """What ``auto`` (or the configured mode) would do for drop files on device ``dev``,
@@ -275,6 +308,65 @@ class Placer:
             return "the server could not read the drop file (mode or group)"
         return None
 
+    # -- staging early, committing at the import of record ------------------------------------
+
+    def _stage(
+        self,
+        method: Method,
+        fd: int,
+        path: Path,
+        identity: FileKey,
+        *,
+        digest: str,
+        cancel: threading.Event | None,
+    ) -> Staged:
+        """The copy or clone written, checked and fsynced as ``_place_with`` does, left under
+        its temporary name."""
+        started = time.monotonic()
+        tmp = self._temporary()
+        try:
+            _write_verified(method, fd, identity, digest=digest, tmp=tmp, cancel=cancel)
+            tmp_key = FileKey.from_stat(os.lstat(tmp))
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        seconds = time.monotonic() - started
+        staged = Staged(path, identity, digest, tmp, tmp_key, str(method), identity.size, seconds)
+        self._staging.keep(staged)
+        return staged
+
+    def _take_staged(self, digest: str, path: Path) -> Staged | None:
+        staged, others = self._staging.take(digest, path)
+        for other in others:
+            self._staging.discard(other, "the import is for another version of the drop file")
+        return staged
+
+    def _commit_staged(
+        self, staged: Staged, fd: int, path: Path, identity: FileKey, final: Path
+    ) -> Placed | Skip | None:
+        """The early copy under its final name; None when it was discarded (place afresh).
+        Its bytes were hashed back and fsynced when it was staged; what is left is the check
+        that neither file changed since, the link, and the folder's fsync."""
+        started = time.monotonic()
+        why = commit_check(staged, identity)
+        if why is not None:
+            self._staging.discard(staged, why)
+            return None
+        try:
+            committed = _commit(staged.tmp, final)
+        finally:
+            _unlink_quietly(staged.tmp)
+        _fsync_dir(self.blobs)
+        if FileKey.from_stat(os.fstat(fd)) != identity:
+            raise FileChangedError(str(path), "changed while it was placed")
+        if not committed:
+            return Skip.EXISTS
+        seconds = staged.seconds + time.monotonic() - started
+        return Placed(staged.method, staged.bytes, seconds, identity, staged=True)
+
+    def _temporary(self) -> Path:
+        return self.blobs / f".dropzone-{secrets.token_hex(8)}.partial"
+
     # -- placing -------------------------------------------------------------------------------
 
     def _place_with(
@@ -289,7 +381,7 @@ class Placer:
         cancel: threading.Event | None,
     ) -> FileKey | None:
         """The drop file's identity after placing; None when ``final`` appeared meanwhile."""
-        tmp = self.blobs / f".dropzone-{secrets.token_hex(8)}.partial"
+        tmp = self._temporary()
         try:
             if method is Method.LINK:
                 _link_verified(fd, path, identity, tmp)
