@@ -294,6 +294,8 @@ class Importer:
                 if host.client.blob_exists(digest):
                     if not again:
                         log.info("blob.exists", **ctx, digest=digest, file=str(path))
+                    if host.placer is not None:  # an early copy of it is not needed now
+                        host.placer.discard(digest, "the server has the blob already")
                     continue
                 identity = self.current_key(hashed)
                 with self._slots:

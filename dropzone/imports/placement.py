@@ -188,6 +188,12 @@ class Placer:
             self._staging.discard(staged, "the drop file changed since its early copy")
         return len(changed)
 
+    def discard(self, digest: str, reason: str) -> None:
+        """Discard the early copy of ``digest``, if one is staged."""
+        staged = self._staging.take_digest(digest)
+        if staged is not None:
+            self._staging.discard(staged, reason)
+
     def discard_all(self, reason: str) -> None:
         for staged in self._staging.take_all():
             self._staging.discard(staged, reason)

@@ -73,6 +73,10 @@ class Staging:
                 del self._staged[s.digest]
         return mine, others
 
+    def take_digest(self, digest: str) -> Staged | None:
+        with self._lock:
+            return self._staged.pop(digest, None)
+
     def take_changed(self) -> list[Staged]:
         """The staged copies whose drop file no longer has the identity they were made from."""
         with self._lock:

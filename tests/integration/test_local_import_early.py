@@ -91,3 +91,21 @@ def test_early_copies_are_discarded_when_the_daemon_stops(
     daemon.wait_for("blob.staged", digest=digest)
     assert daemon.stop() == 0
     assert _temporaries(emulator) == [] and not emulator.blob_path(digest).exists()
+
+
+def test_a_staged_copy_whose_blob_the_server_got_meanwhile_is_discarded(
+    start: Any, drop: Path, tmp_path: Path, emulator: Emulator, settling: pytest.MonkeyPatch
+) -> None:
+    daemon = start(settle_seconds=3600, ollama_hosts=_host(emulator))
+    digest = _copy_in(build_gguf(tmp_path / "Twice.gguf", seed=15), drop / "Twice.gguf")
+    daemon.wait_for("blob.staged", digest=digest)
+    blob = emulator.blob_path(digest)  # another route (a pull, an upload) brought it
+    blob.write_bytes((drop / "Twice.gguf").read_bytes())
+    inode = blob.stat().st_ino
+
+    settling.setattr(readiness, "CLOSE_GRACE_SECONDS", 0.0)
+    daemon.daemon.request_rescan()
+    daemon.wait_for("model.created", model="twice:latest")
+    assert daemon.find("blob.exists", digest=digest)
+    assert daemon.find("blob.discarded", digest=digest)
+    assert _temporaries(emulator) == [] and blob.stat().st_ino == inode
