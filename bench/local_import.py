@@ -267,9 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         for part, times in phases[name].items():
             print(f"    {part:48s} {span(times)}")
     # With the XFS set measured, reflink is read against it only (not against ext4's).
-    ext4 = [n for n in order if not n.endswith(XFS) and not (args.cow_all and n == "reflink")]
+    reflinks = [n for n in order if n.startswith("reflink")]
+    ext4 = [n for n in order if not n.endswith(XFS) and not (args.cow_all and n in reflinks)]
     print_ratios(ext4, totals, "sequential", "http")
-    xfs = [n for n in order if n.endswith(XFS) or n == "reflink"]
+    xfs = [n for n in order if n.endswith(XFS) or n in reflinks]
     if f"sequential{XFS}" in xfs:
         print(f"\nthe same on the loop-mounted XFS (each to sequential{XFS}):")
         print_ratios(xfs, totals, f"sequential{XFS}", f"http{XFS}")

@@ -100,3 +100,4 @@ def test_local_import_runs_every_case_on_the_loop_mounted_xfs_too(tmp_path: Path
     ):
         assert line in out, f"local_import.py --cow-all did not print {line!r}:\n{out}"
     assert "ratio reflink / sequential, close -> model:" not in out  # not against ext4's
+    assert "ratio reflink / http," not in out
