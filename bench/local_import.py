@@ -14,6 +14,12 @@ on the server's machine would set it:
   ``mkfs.xfs`` needed; left out, with the reason, where it cannot be mounted);
 * ``sequential``: ``end_to_end.py``'s baseline (hash, ``push_blob``, ``create`` after the close).
 
+``--cow-all`` also runs ``sequential``, ``http``, ``copy`` and ``link`` on the loop-mounted XFS
+(``sequential@xfs`` …), drop folder and emulator's store both on the image, so that ``reflink``
+has a reference on its own file system: a create on the loop device costs more than on the
+disk below it, and a reflink measured against a sequential pattern on ext4 measures that too.
+Each set's ratios are to its own ``sequential``.
+
 ``--before DIR`` adds ``copy@before``, ``link@before`` and ``reflink@before``: the same cases
 with the daemon run from another checkout (a ``git worktree`` of an older commit), alternated
 in the same run, to measure a change of the placement path.
@@ -22,7 +28,7 @@ Also printed: the peak disk used on the case's file system during the case, abov
 used at its start (the source file excluded): a reflink or a link adds no second copy.
 
     .venv/bin/python bench/local_import.py [--size 256M] [--rate 200] [--runs 1] [--quick]
-        [--before DIR] [--no-validate-gguf]
+        [--cow-all] [--before DIR] [--no-validate-gguf]
 """
 
 from __future__ import annotations
@@ -62,7 +68,17 @@ from dropzone.testing.cowfs import CowUnavailableError, loop_mounted_cow
 
 BAR_PLACED = 0.5  # reflink, link: close -> model <= 0.5x sequential
 BAR_COPY = 0.75
+XFS = "@xfs"  # the case on the loop-mounted XFS image (reflink is always there)
 Result = tuple[float, dict[str, float]]
+
+
+def method_of(name: str) -> str:
+    """``copy@xfs`` -> ``copy``; ``link@before`` -> ``link``."""
+    return name.split("@", 1)[0]
+
+
+def on_cow(name: str) -> bool:
+    return name.startswith("reflink") or name.endswith(XFS)
 
 
 class DiskPeak:
@@ -132,11 +148,36 @@ def daemon_case(method: str, source: Path | None = None) -> Callable[..., Result
                 f"  of which the {moved} itself (its seconds)": float(got[0]["seconds"]),
                 "create (later of ready, blob -> model.created)": created - max(ready, blob),
             }
+            if any(e.get("event") == "blob.staged" for _, e in events):
+                # Copied early, while the file settled; committed by the import of record.
+                phases["  early copy done (hash.done -> blob.staged)"] = (
+                    at(events, "blob.staged") - hashed
+                )
             return created - closed, phases
         finally:
             daemon.stop_cleanly()
 
     return run
+
+
+def print_ratios(
+    order: list[str], totals: dict[str, list[float]], sequential: str, http: str
+) -> None:
+    """Each case of one set against that set's ``sequential`` (with the issue's bars) and
+    its ``http``."""
+    seq = statistics.median(totals[sequential])
+    for name in (n for n in order if n != sequential):
+        method = method_of(name)
+        bar = BAR_COPY if method == "copy" else None if method == "http" else BAR_PLACED
+        value = statistics.median(totals[name]) / seq
+        label = f"{name} / {sequential}, close -> model"
+        if bar is None:
+            print_ratio(label, value)
+        else:
+            print_ratio(label, value, bar, at_most=True)
+    base = statistics.median(totals[http])
+    for name in (n for n in order if n not in (sequential, http)):
+        print_ratio(f"{name} / {http}, close -> model", statistics.median(totals[name]) / base)
 
 
 @contextlib.contextmanager
@@ -157,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=1.0, help="settle_seconds of the daemon")
     parser.add_argument("--quick", action="store_true", help="96 MiB, 1 run each")
     parser.add_argument("--no-reflink", action="store_true", help="skip the loop-mounted XFS")
+    parser.add_argument(
+        "--cow-all",
+        action="store_true",
+        help="also run sequential, http, copy and link on the loop-mounted XFS (a fair reflink)",
+    )
     parser.add_argument("--dir", type=Path, default=None, help="scratch folder (default: tmp)")
     parser.add_argument(
         "--before", type=Path, default=None, help="also run the placement cases from this checkout"
@@ -177,11 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     placed = names[2:]
     if args.before is not None:
         names += [f"{n}@before" for n in placed]
+    if args.cow_all and not args.no_reflink:
+        names += [f"{n}{XFS}" for n in names[:4]]
     totals: dict[str, list[float]] = {n: [] for n in names}
     disk: dict[str, list[int]] = {n: [] for n in names}
     phases: dict[str, dict[str, list[float]]] = {n: {} for n in names}
     cases: dict[str, Callable[..., Result]] = {"sequential": sequential_case}
     cases |= {n: daemon_case(n) for n in names[1:5]}
+    cases |= {n: sequential_case if n == f"sequential{XFS}" else daemon_case(method_of(n))
+              for n in names if n.endswith(XFS)}  # fmt: skip
     cases |= {f"{n}@before": daemon_case(n, args.before.resolve()) for n in placed if args.before}
     parent = args.dir or Path(os.environ.get("TMPDIR", "/tmp"))
     reflink = contextlib.nullcontext(None) if args.no_reflink else cow_work(parent, args.size)
@@ -192,11 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n== {fmt_size(args.size)} GGUF ({size:,} B) + TOML sidecar, copied at {label},"
               f" settle_seconds={args.settle:g}; reflink case on {where};"
               f" server {server}")  # fmt: skip
-        order = [n for n in names if not n.startswith("reflink") or cow is not None]
+        order = [n for n in names if not on_cow(n) or cow is not None]
         run = 0
         for i in range(args.runs):
             for name in order if i % 2 == 0 else list(reversed(order)):
-                base = cow if name.startswith("reflink") and cow is not None else work
+                base = cow if on_cow(name) and cow is not None else work
                 case = Case(base, run, validate_gguf=not args.no_validate_gguf)
                 run += 1
                 peak = DiskPeak(base)
@@ -216,17 +266,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:12s} {span(totals[name])}   +{max(disk[name]) / MiB:,.0f} MiB")
         for part, times in phases[name].items():
             print(f"    {part:48s} {span(times)}")
-    seq = statistics.median(totals["sequential"])
-    for name in order[1:]:
-        bar = BAR_COPY if name.startswith("copy") else BAR_PLACED if name != "http" else None
-        value = statistics.median(totals[name]) / seq
-        if bar is None:
-            print_ratio(f"{name} / sequential, close -> model", value)
-        else:
-            print_ratio(f"{name} / sequential, close -> model", value, bar, at_most=True)
-    http = statistics.median(totals["http"])
-    for name in order[2:]:
-        print_ratio(f"{name} / http, close -> model", statistics.median(totals[name]) / http)
+    # With the XFS set measured, reflink is read against it only (not against ext4's).
+    reflinks = [n for n in order if n.startswith("reflink")]
+    ext4 = [n for n in order if not n.endswith(XFS) and not (args.cow_all and n in reflinks)]
+    print_ratios(ext4, totals, "sequential", "http")
+    xfs = [n for n in order if n.endswith(XFS) or n in reflinks]
+    if f"sequential{XFS}" in xfs:
+        print(f"\nthe same on the loop-mounted XFS (each to sequential{XFS}):")
+        print_ratios(xfs, totals, f"sequential{XFS}", f"http{XFS}")
     for name in (n for n in order if f"{n}@before" in order):
         now, before = (statistics.median(totals[n]) for n in (name, f"{name}@before"))
         print_ratio(f"{name} / {name}@before, close -> model", now / before)

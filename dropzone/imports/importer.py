@@ -32,6 +32,7 @@ from dropzone.imports._keylocks import KeyLocks
 from dropzone.imports.placement import Placer, Skip, still_linked, withdraw_if_changed
 from dropzone.imports.precheck import base_refusal
 from dropzone.imports.progress import Progress
+from dropzone.imports.staging import Staged
 from dropzone.imports.steps import Recorded, Step, backoff_seconds, next_step, unsupported_feature
 from dropzone.ollama.client import OllamaClient
 from dropzone.ollama.loadcheck import check_load
@@ -293,6 +294,8 @@ class Importer:
                 if host.client.blob_exists(digest):
                     if not again:
                         log.info("blob.exists", **ctx, digest=digest, file=str(path))
+                    if host.placer is not None:  # an early copy of it is not needed now
+                        host.placer.discard(digest, "the server has the blob already")
                     continue
                 identity = self.current_key(hashed)
                 with self._slots:
@@ -308,8 +311,9 @@ class Importer:
         ctx: Mapping[str, object],
     ) -> bool:
         """True when no upload is needed now: the blob was placed in the host's store on this
-        machine (issue 17), or is there already, or an early upload leaves the hard link to
-        the import itself. False: upload it."""
+        machine (issue 17), or is there already, or staged early under a temporary name for
+        the import of record to commit, or an early upload leaves the hard link to the import
+        itself. False: upload it."""
         if host.placer is None:
             return False
         early = bool(ctx.get("early"))
@@ -323,6 +327,17 @@ class Importer:
             return True
         if result is Skip.LATER:
             return True
+        if isinstance(result, Staged):
+            log.info(
+                "blob.staged",
+                **ctx,
+                digest=digest,
+                file=str(path),
+                method=result.method,
+                bytes=result.bytes,
+                seconds=round(result.seconds, 3),
+            )
+            return True
         if result.identity != identity:
             self._rekey(identity, result.identity)
         seconds = max(result.seconds, 1e-9)
@@ -335,6 +350,7 @@ class Importer:
             bytes=result.bytes,
             seconds=round(seconds, 3),
             rate_mb_s=round(result.bytes / 1e6 / seconds, 1),
+            staged=result.staged,
         )
         return True
 

@@ -19,6 +19,9 @@ final name, which fails with ``EEXIST`` rather than replace an existing blob (``
 would replace it silently; ``renameat2(RENAME_NOREPLACE)`` is not in the standard library).
 Files it writes are mode 0644, as the server's own blobs.
 
+Early (while the drop file settles) a copy or a clone is only staged under its temporary name
+(``staging``): the import of record commits it once the file has settled, or discards it.
+
 ``auto`` decides per host and per file system of the drop file, once, and logs the method and
 why (``local_import.method``); a refusal (no blobs folder, not writable, a method that cannot
 apply) is logged as ``local_import.refused`` with the fix, and the blob goes by HTTP.
@@ -28,8 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
-import hashlib
 import os
 import secrets
 import stat
@@ -45,18 +46,21 @@ import structlog
 from dropzone.errors import FileChangedError, StoppedError
 from dropzone.fs.identity import FileKey
 from dropzone.fs.safeopen import open_verified
-from dropzone.imports.writeback import start_writeback
+from dropzone.imports.blobfiles import (
+    blobs_problem,
+    commit_no_replace,
+    fsync_dir,
+    reflink_supported,
+    unlink_quietly,
+    write_verified,
+)
+from dropzone.imports.staging import Staged, Staging, commit_check
 
 log = structlog.get_logger("dropzone.placement")
 
 Mode = Literal["auto", "reflink", "link", "copy", "off"]
-FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
 # FICLONE's answers for "not here": no clones on this file system, or not between these two.
 _NO_CLONE = frozenset({errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, errno.EXDEV, errno.ENOSYS})
-# copy_file_range's answers that sendfile may still serve (old kernels, across file systems).
-_NO_COPY_RANGE = frozenset({errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL})
-CHUNK = 64 << 20  # a stop is seen between chunks of an in-kernel copy
-BLOB_MODE = 0o644
 LINK_POLICIES = ("delete", "move")
 ACCESS_FIX = (
     "add the dropzone user to the server's group (usermod -aG ollama dropzone), make the blobs"
@@ -82,6 +86,7 @@ class Placed:
     bytes: int
     seconds: float
     identity: FileKey  # the drop file's identity now: a link changes its ctime
+    staged: bool = False  # committed from an early copy made while the file settled
 
 
 @dataclass
@@ -102,6 +107,7 @@ class Placer:
         self._lock = threading.Lock()
         self._decisions: dict[int, _Decision] = {}  # st_dev of drop files → what applies
         self._refusal: str | None = None  # for the whole host (no blobs folder, not writable)
+        self._staging = Staging(host)
 
     @property
     def flushes_source(self) -> bool:
@@ -118,19 +124,33 @@ class Placer:
         *,
         early: bool = False,
         cancel: threading.Event | None = None,
-    ) -> Placed | Skip:
+    ) -> Placed | Staged | Skip:
         """Place the blob ``digest`` from the drop file ``path`` as it was hashed
-        (``identity``). ``FileChangedError`` when the file is not that one any more."""
+        (``identity``). ``FileChangedError`` when the file is not that one any more.
+        ``early``: the file is still settling; a copy or clone is only staged (``Staged``),
+        for the import of record to commit."""
         if self.mode == "off":
             return Skip.HTTP
         decision = self._decide(identity.dev)
         if not decision.methods:
             return Skip.HTTP
         final = self.blobs / ("sha256-" + digest.split(":", 1)[-1])
+        staged = None if early else self._take_staged(digest, path)
         if os.path.lexists(final):
+            if staged is not None:
+                self._staging.discard(staged, "the blob is in the store already")
             return Skip.EXISTS
-        fd = open_drop_file(drop_dir, path, identity)
         try:
+            fd = open_drop_file(drop_dir, path, identity)
+        except FileChangedError:
+            if staged is not None:
+                self._staging.discard(staged, "the drop file changed since its early copy")
+            raise
+        try:
+            if staged is not None:
+                committed = self._commit_staged(staged, fd, path, identity, final)
+                if committed is not None:
+                    return committed
             for method in list(decision.methods):
                 if method is Method.LINK:
                     why = self._link_refusal(fd, path)
@@ -141,6 +161,8 @@ class Placer:
                         continue
                 started = time.monotonic()
                 try:
+                    if early and method is not Method.LINK:
+                        return self._stage(method, fd, path, identity, digest=digest, cancel=cancel)
                     placed = self._place_with(
                         method, fd, path, identity, digest=digest, final=final, cancel=cancel
                     )
@@ -158,6 +180,23 @@ class Placer:
         finally:
             os.close(fd)
         return Skip.HTTP
+
+    def discard_changed(self) -> int:
+        """Discard the early copies whose drop file changed since; how many."""
+        changed = self._staging.take_changed()
+        for staged in changed:
+            self._staging.discard(staged, "the drop file changed since its early copy")
+        return len(changed)
+
+    def discard(self, digest: str, reason: str) -> None:
+        """Discard the early copy of ``digest``, if one is staged."""
+        staged = self._staging.take_digest(digest)
+        if staged is not None:
+            self._staging.discard(staged, reason)
+
+    def discard_all(self, reason: str) -> None:
+        for staged in self._staging.take_all():
+            self._staging.discard(staged, reason)
 
     def preview(self, dev: int) -> tuple[list[str], str]:
         """What ``auto`` (or the configured mode) would do for drop files on device ``dev``,
@@ -275,6 +314,67 @@ class Placer:
             return "the server could not read the drop file (mode or group)"
         return None
 
+    # -- staging early, committing at the import of record ------------------------------------
+
+    def _stage(
+        self,
+        method: Method,
+        fd: int,
+        path: Path,
+        identity: FileKey,
+        *,
+        digest: str,
+        cancel: threading.Event | None,
+    ) -> Staged:
+        """The copy or clone written, checked and fsynced as ``_place_with`` does, left under
+        its temporary name."""
+        started = time.monotonic()
+        tmp = self._temporary()
+        try:
+            write_verified(
+                method is Method.REFLINK, fd, identity, digest=digest, tmp=tmp, cancel=cancel
+            )
+            tmp_key = FileKey.from_stat(os.lstat(tmp))
+        except BaseException:
+            unlink_quietly(tmp)
+            raise
+        seconds = time.monotonic() - started
+        staged = Staged(path, identity, digest, tmp, tmp_key, str(method), identity.size, seconds)
+        self._staging.keep(staged)
+        return staged
+
+    def _take_staged(self, digest: str, path: Path) -> Staged | None:
+        staged, others = self._staging.take(digest, path)
+        for other in others:
+            self._staging.discard(other, "the import is for another version of the drop file")
+        return staged
+
+    def _commit_staged(
+        self, staged: Staged, fd: int, path: Path, identity: FileKey, final: Path
+    ) -> Placed | Skip | None:
+        """The early copy under its final name; None when it was discarded (place afresh).
+        Its bytes were hashed back and fsynced when it was staged; what is left is the check
+        that neither file changed since, the link, and the folder's fsync."""
+        started = time.monotonic()
+        why = commit_check(staged, identity)
+        if why is not None:
+            self._staging.discard(staged, why)
+            return None
+        try:
+            committed = commit_no_replace(staged.tmp, final)
+        finally:
+            unlink_quietly(staged.tmp)
+        fsync_dir(self.blobs)
+        if FileKey.from_stat(os.fstat(fd)) != identity:
+            raise FileChangedError(str(path), "changed while it was placed")
+        if not committed:
+            return Skip.EXISTS
+        seconds = staged.seconds + time.monotonic() - started
+        return Placed(staged.method, staged.bytes, seconds, identity, staged=True)
+
+    def _temporary(self) -> Path:
+        return self.blobs / f".dropzone-{secrets.token_hex(8)}.partial"
+
     # -- placing -------------------------------------------------------------------------------
 
     def _place_with(
@@ -289,17 +389,19 @@ class Placer:
         cancel: threading.Event | None,
     ) -> FileKey | None:
         """The drop file's identity after placing; None when ``final`` appeared meanwhile."""
-        tmp = self.blobs / f".dropzone-{secrets.token_hex(8)}.partial"
+        tmp = self._temporary()
         try:
             if method is Method.LINK:
                 _link_verified(fd, path, identity, tmp)
             else:
-                _write_verified(method, fd, identity, digest=digest, tmp=tmp, cancel=cancel)
-            committed = _commit(tmp, final)
+                write_verified(
+                    method is Method.REFLINK, fd, identity, digest=digest, tmp=tmp, cancel=cancel
+                )
+            committed = commit_no_replace(tmp, final)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        _fsync_dir(self.blobs)
+        fsync_dir(self.blobs)
         now = FileKey.from_stat(os.fstat(fd))
         if (now.dev, now.ino, now.size, now.mtime_ns) != (
             identity.dev,
@@ -321,34 +423,6 @@ def open_drop_file(drop_dir: Path, path: Path, identity: FileKey) -> int:
         return open_verified(drop_dir, path, expect=identity)
     except OSError as exc:
         raise FileChangedError(str(path), exc.strerror or str(exc)) from exc
-
-
-def _write_verified(
-    method: Method,
-    src: int,
-    identity: FileKey,
-    *,
-    digest: str,
-    tmp: Path,
-    cancel: threading.Event | None,
-) -> None:
-    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    dst = os.open(tmp, flags, 0o600)
-    try:
-        if method is Method.REFLINK:
-            fcntl.ioctl(dst, FICLONE, src)
-        else:
-            copy_bytes(src, dst, identity.size, cancel)
-        if FileKey.from_stat(os.fstat(src)) != identity:
-            raise FileChangedError(str(tmp), "the drop file changed while it was placed")
-        if os.fstat(dst).st_size != identity.size:
-            raise FileChangedError(str(tmp), "placed size differs from the hashed size")
-        if method is Method.COPY and sha256_fd(dst, cancel) != digest.split(":", 1)[-1]:
-            raise FileChangedError(str(tmp), "the copied bytes do not match the digest")
-        os.fchmod(dst, BLOB_MODE)
-        os.fsync(dst)
-    finally:
-        os.close(dst)
 
 
 def _link_verified(fd: int, path: Path, identity: FileKey, tmp: Path) -> None:
@@ -376,107 +450,6 @@ def _link_verified(fd: int, path: Path, identity: FileKey, tmp: Path) -> None:
     os.fsync(fd)  # the writer may not have: the server's blob must survive a crash
 
 
-def _commit(tmp: Path, final: Path) -> bool:
-    """``tmp`` under its final name, never over an existing one; False when one was there."""
-    try:
-        os.link(tmp, final, follow_symlinks=False)
-    except FileExistsError:
-        return False
-    return True
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def copy_bytes(src: int, dst: int, size: int, cancel: threading.Event | None = None) -> None:
-    """``size`` bytes from ``src`` (from offset 0) to ``dst``, in the kernel."""
-    offset = 0
-    use_range = True
-    while offset < size:
-        if cancel is not None and cancel.is_set():
-            raise StoppedError("stopping")
-        count = min(CHUNK, size - offset)
-        if use_range:
-            try:
-                done = os.copy_file_range(src, dst, count, offset, offset)
-            except OSError as exc:
-                if exc.errno not in _NO_COPY_RANGE:
-                    raise
-                use_range = False
-                continue
-        else:
-            os.lseek(dst, offset, os.SEEK_SET)
-            done = os.sendfile(dst, src, offset, count)
-        if done == 0:
-            raise FileChangedError(f"fd {src}", "ended before its hashed size")
-        # To disk while the rest is copied and the copy hashed back: the fsync before the
-        # commit then waits for the last chunk only, not the whole blob (``writeback``).
-        start_writeback(dst, offset, done)
-        offset += done
-
-
-def sha256_fd(fd: int, cancel: threading.Event | None = None) -> str:
-    """The hex SHA-256 of the file open as ``fd``, read from its start."""
-    h = hashlib.sha256()
-    buf = bytearray(4 << 20)
-    view = memoryview(buf)
-    offset = 0
-    while True:
-        if cancel is not None and cancel.is_set():
-            raise StoppedError("stopping")
-        n = os.preadv(fd, [view], offset)
-        if n == 0:
-            return h.hexdigest()
-        h.update(view[:n])
-        offset += n
-
-
-def blobs_problem(blobs: Path) -> str | None:
-    """Why dropzone cannot place blobs in ``blobs``, or None: it exists and a file can really
-    be made there (``os.access`` would not see a read-only mount, an immutable folder or ACLs)."""
-    try:
-        if not stat.S_ISDIR(os.stat(blobs).st_mode):
-            return f"the blobs folder {blobs} is not a folder"
-    except OSError as exc:
-        return f"the blobs folder {blobs} cannot be seen: {exc.strerror or exc}"
-    probe = blobs / f".dropzone-probe-{secrets.token_hex(6)}"
-    try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
-    except OSError as exc:
-        return f"the blobs folder {blobs} is not writable by this user: {exc.strerror or exc}"
-    os.unlink(probe)
-    return None
-
-
-def reflink_supported(folder: Path) -> bool:
-    """True when ``FICLONE`` works between two files made in ``folder`` (removed after)."""
-    names = [folder / f".dropzone-clone-{secrets.token_hex(6)}" for _ in range(2)]
-    fds: list[int] = []
-    try:
-        for name in names:
-            fds.append(os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
-        os.write(fds[0], b"\0" * 4096)
-        fcntl.ioctl(fds[1], FICLONE, fds[0])
-    except OSError:
-        return False
-    finally:
-        for fd in fds:
-            os.close(fd)
-        for name in names:
-            _unlink_quietly(name)
-    return True
-
-
-def _unlink_quietly(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-
-
 def placer_for(url: str, models_dir: Path | None, mode: str, on_success: str) -> Placer | None:
     """The placer of a configured host, or None when its blobs go by HTTP only."""
     if models_dir is None or mode == "off":
@@ -497,7 +470,7 @@ def withdraw_if_changed(placer: Placer, digest: str, identity: FileKey) -> bool:
     same_inode = (st.st_dev, st.st_ino) == (identity.dev, identity.ino)
     if not same_inode or (st.st_size, st.st_mtime_ns) == (identity.size, identity.mtime_ns):
         return False
-    _unlink_quietly(blob)
+    unlink_quietly(blob)
     return True
 
 

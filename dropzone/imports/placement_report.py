@@ -9,7 +9,8 @@ import os
 import stat
 from pathlib import Path
 
-from dropzone.imports.placement import ACCESS_FIX, Placer, blobs_problem
+from dropzone.imports.blobfiles import blobs_problem
+from dropzone.imports.placement import ACCESS_FIX, Placer
 
 
 def local_import_report(

@@ -317,6 +317,9 @@ class Daemon:
         self.watch.stop(STOP_WATCHER_SECONDS)
         self.followers.cancel_all()
         ended = self.dispatcher.shutdown(time.monotonic() + STOP_GRACE_SECONDS)
+        for host in self.hosts:
+            if host.placer is not None:  # early copies never wait in the store for a restart
+                host.placer.discard_all("stopping")
         self.fleet.close()
         if not ended:
             # Abandoned threads may still touch the clients and the store: leave both open
@@ -358,6 +361,9 @@ class Daemon:
             # An unmounted share looks like "everything was removed": only a trusted folder.
             self.looker.handle_removed(trusted=self.watch.trusted())
         self.followers.release(lambda p: not p.exists())
+        for host in self.hosts:
+            if host.placer is not None:  # a file changed as it settles: its early copy goes
+                host.placer.discard_changed()
         self._last_cost = time.monotonic() - started
         if full:
             log.info(

@@ -9,10 +9,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_quick(script: str, tmp_path: Path) -> str:
-    """Run ``bench/<script> --quick``; it must exit 0 and leave its scratch folder empty."""
+def run_quick(script: str, tmp_path: Path, *extra: str) -> str:
+    """Run ``bench/<script> --quick [extra]``; it must exit 0 and leave its scratch folder
+    empty."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), "--quick", "--dir", str(tmp_path)],
+        [sys.executable, str(ROOT / "bench" / script), "--quick", "--dir", str(tmp_path), *extra],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -84,3 +84,20 @@ def test_daemon_benchmark_runs_and_prints_its_figures(
     assert not missing, f"{script} did not print {missing}:\n{out}"
     if script == "end_to_end.py":  # 96 MiB: over EARLY_UPLOAD_MIN_BYTES, uploaded while settling
         assert "not early" not in out, out
+
+
+def test_local_import_runs_every_case_on_the_loop_mounted_xfs_too(tmp_path: Path) -> None:
+    out = run_quick("local_import.py", tmp_path, "--cow-all")
+    if "reflink case left out" in out:
+        pytest.skip(out.split("reflink case left out: ", 1)[1].splitlines()[0])
+    for line in (
+        "sequential@xfs close -> model",
+        "ratio copy / sequential, close -> model:",
+        "ratio reflink / sequential@xfs, close -> model:",
+        "ratio copy@xfs / sequential@xfs, close -> model:",
+        "ratio link@xfs / sequential@xfs, close -> model:",
+        "ratio http@xfs / sequential@xfs, close -> model:",
+    ):
+        assert line in out, f"local_import.py --cow-all did not print {line!r}:\n{out}"
+    assert "ratio reflink / sequential, close -> model:" not in out  # not against ext4's
+    assert "ratio reflink / http," not in out

@@ -20,7 +20,7 @@ from structlog.testing import LogCapture
 
 from dropzone.errors import FileChangedError
 from dropzone.fs.identity import FileKey
-from dropzone.imports import placement
+from dropzone.imports import blobfiles, placement
 from dropzone.imports.placement import Placed, Placer, Skip
 from dropzone.testing.cowfs import CowUnavailableError, loop_mounted_cow
 
@@ -166,14 +166,14 @@ def test_a_file_changed_during_the_copy_is_not_placed(
     models = _models(tmp_path / "models")
     path, digest = _drop_file(tmp_path / "drop")
     hashed = _key(path)
-    real = placement.copy_bytes
+    real = blobfiles.copy_bytes
 
     def write_meanwhile(src: int, dst: int, size: int, cancel: object = None) -> None:
         with path.open("r+b") as f:  # another writer, mid-copy
             f.write(b"changed")
         real(src, dst, size)
 
-    monkeypatch.setattr(placement, "copy_bytes", write_meanwhile)
+    monkeypatch.setattr(blobfiles, "copy_bytes", write_meanwhile)
     placer = Placer(models, "copy", on_success="keep", host=HOST)
     with pytest.raises(FileChangedError):
         placer.place(tmp_path / "drop", path, hashed, digest)
