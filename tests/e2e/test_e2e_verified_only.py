@@ -86,9 +86,12 @@ def test_a_scan_of_an_unmounted_share_exits_1_and_says_why(
     dropzone: Dropzone, emulator: Emulator, tmp_path: Path
 ) -> None:
     # A scan that could look at nothing did not do its job: cron and scripts must see that.
-    build_gguf(dropzone.drop / "Kept.gguf")
+    kept = build_gguf(dropzone.drop / "Kept.gguf")
+    long_ago = kept.stat().st_mtime - 3600  # quiet for longer than settle_seconds: ready now
+    os.utime(kept, (long_ago, long_ago))
     code, first = dropzone.scan(DROPZONE_ON_REMOVED="delete")
     assert code == 0, first.transcript()
+    assert emulator.models() == ["kept:latest"]
 
     dropzone.drop.rename(tmp_path / "share")
     dropzone.drop.mkdir()  # the empty mount point
