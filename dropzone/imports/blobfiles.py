@@ -10,6 +10,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import re
 import secrets
 import stat
 import threading
@@ -153,3 +154,34 @@ def reflink_supported(folder: Path) -> bool:
 def unlink_quietly(path: Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
+
+
+_LEFTOVER = re.compile(r"\.dropzone-(\d+)-[0-9a-f]{16}\.partial")
+
+
+def temporary_name() -> str:
+    """A temporary's name in a blobs folder: it names the process, so that a later start can
+    tell one a killed daemon left from one a running daemon is writing."""
+    return f".dropzone-{os.getpid()}-{secrets.token_hex(8)}.partial"
+
+
+def leftovers(blobs: Path) -> list[Path]:
+    """Temporaries whose process is gone (several daemons may feed one server's store)."""
+    found = []
+    with os.scandir(blobs) as it:
+        for entry in it:
+            m = _LEFTOVER.fullmatch(entry.name)
+            if m is not None and not _alive(int(m.group(1))):
+                found.append(Path(entry.path))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+

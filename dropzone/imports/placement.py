@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 import threading
 import time
@@ -50,7 +49,9 @@ from dropzone.imports.blobfiles import (
     blobs_problem,
     commit_no_replace,
     fsync_dir,
+    leftovers,
     reflink_supported,
+    temporary_name,
     unlink_quietly,
     write_verified,
 )
@@ -373,7 +374,22 @@ class Placer:
         return Placed(staged.method, staged.bytes, seconds, identity, staged=True)
 
     def _temporary(self) -> Path:
-        return self.blobs / f".dropzone-{secrets.token_hex(8)}.partial"
+        return self.blobs / temporary_name()
+
+    def sweep_leftovers(self) -> None:
+        """Remove the temporaries a killed daemon left in the blobs folder (at start)."""
+        try:
+            found = leftovers(self.blobs)
+        except OSError:
+            return  # no blobs folder (yet): the first placement says why, with the fix
+        for path in found:
+            unlink_quietly(path)
+            log.info(
+                "blob.discarded",
+                host=self.host,
+                file=str(path),
+                reason="left by a dropzone process that is gone",
+            )
 
     # -- placing -------------------------------------------------------------------------------
 

@@ -35,4 +35,7 @@ def connect_hosts(
         )
         for h, http in zip(settings.ollama_hosts, clients, strict=True)
     ]
+    for host in hosts:
+        if host.placer is not None:
+            host.placer.sweep_leftovers()  # a killed daemon's temporaries in the server's store
     return hosts, clients
