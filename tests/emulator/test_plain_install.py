@@ -19,6 +19,8 @@ import httpx
 import pytest
 from emulator_helpers import digest_of, emulator_process
 
+from dropzone.formats.completeness import for_gguf
+from dropzone.formats.gguf import read_header_file
 from dropzone.testing import builders
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -102,3 +104,14 @@ def test_the_installed_emulator_serves_creates(plain_python: Path, tmp_path: Pat
         assert "<|im_start|>" in client.post("/api/show", json={"model": "chat"}).json()["template"]
         names = {m["name"] for m in client.get("/api/tags").json()["models"]}
         assert names == {"chat:latest", "small:latest", "converted:latest"}
+
+
+def test_the_readme_walkthrough_makes_its_tiny_gguf_from_a_plain_install(
+    plain_python: Path, tmp_path: Path
+) -> None:
+    # The README's first command installs the product alone; its walkthrough then makes a
+    # small GGUF to drop. That must not need the test extra (numpy, gguf-py).
+    _run(plain_python, "-m", "dropzone.testing.tiny", tmp_path / "tiny.gguf", cwd=tmp_path)
+    header = read_header_file(tmp_path / "tiny.gguf")
+    assert header.architecture == "llama" and header.tensors
+    assert for_gguf(header.expected_length).complete((tmp_path / "tiny.gguf").stat().st_size)

@@ -13,14 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dropzone.formats.gguf import DEFAULT_ALIGNMENT, TensorInfo, ValueType
+from dropzone.formats.gguf import DEFAULT_ALIGNMENT, SCALAR_FORMATS, TensorInfo, ValueType
 from dropzone.testing.emulator.gguf_view import GGUFError, GGUFView
 
 T_STRING, T_ARRAY, T_BOOL = ValueType.STRING, ValueType.ARRAY, ValueType.BOOL
 T_UINT32, T_UINT64, T_FLOAT32 = ValueType.UINT32, ValueType.UINT64, ValueType.FLOAT32
-_SCALARS = {
-    0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d",
-}  # fmt: skip
 
 
 def encode_kv(key: str, vtype: int, value: Any, order: str = "<") -> bytes:
@@ -41,7 +38,7 @@ def _encode(vtype: int, value: Any, order: str) -> bytes:
         item_type = T_STRING if items and isinstance(items[0], str) else T_UINT32
         body = b"".join(_encode(item_type, v, order) for v in items)
         return struct.pack(order + "IQ", item_type, len(items)) + body
-    return struct.pack(order + _SCALARS[vtype], value)
+    return struct.pack(order + SCALAR_FORMATS[ValueType(vtype)], value)
 
 
 @dataclass(frozen=True)
