@@ -7,7 +7,6 @@ copy-on-write clones: a loop-mounted XFS image (root, ``mkfs.xfs``), else skippe
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import stat
@@ -16,6 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from placement_files import blob as _blob
+from placement_files import drop_file as _drop_file
+from placement_files import key as _key
 from structlog.testing import LogCapture
 
 from dropzone.errors import FileChangedError
@@ -25,22 +27,6 @@ from dropzone.imports.placement import Placed, Placer, Skip
 from dropzone.testing.cowfs import CowUnavailableError, loop_mounted_cow
 
 HOST = "http://127.0.0.1:11434"
-
-
-def _drop_file(drop: Path, name: str = "model.gguf", size: int = 300_000) -> tuple[Path, str]:
-    drop.mkdir(parents=True, exist_ok=True)
-    path = drop / name
-    data = os.urandom(size)
-    path.write_bytes(data)
-    return path, "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _key(path: Path) -> FileKey:
-    return FileKey.from_stat(os.lstat(path))
-
-
-def _blob(models: Path, digest: str) -> Path:
-    return models / "blobs" / digest.replace(":", "-")
 
 
 def _leftovers(models: Path) -> list[str]:

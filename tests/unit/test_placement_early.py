@@ -5,34 +5,19 @@ longer the one that was hashed. On real files, no server."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from pathlib import Path
 
+from placement_files import blob as _blob
+from placement_files import drop_file as _drop_file
+from placement_files import key as _key
 from structlog.testing import LogCapture
 
-from dropzone.fs.identity import FileKey
 from dropzone.imports.placement import Placed, Placer, Skip
 from dropzone.imports.staging import Staged
 
 HOST = "http://127.0.0.1:11434"
-
-
-def _drop_file(drop: Path, data: bytes | None = None) -> tuple[Path, str]:
-    drop.mkdir(parents=True, exist_ok=True)
-    path = drop / "model.gguf"
-    data = os.urandom(300_000) if data is None else data
-    path.write_bytes(data)
-    return path, "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _key(path: Path) -> FileKey:
-    return FileKey.from_stat(os.lstat(path))
-
-
-def _blob(models: Path, digest: str) -> Path:
-    return models / "blobs" / digest.replace(":", "-")
 
 
 def _temporaries(models: Path) -> list[Path]:
@@ -78,7 +63,7 @@ def test_a_file_changed_after_its_early_copy_discards_it_and_places_the_new_byte
     placer = Placer(models, "copy", on_success="keep", host=HOST)
     assert isinstance(placer.place(drop, path, _key(path), first, early=True), Staged)
 
-    path, second = _drop_file(drop, os.urandom(300_000))  # rewritten while it settles
+    path, second = _drop_file(drop, data=os.urandom(300_000))  # rewritten while it settles
     placed = placer.place(drop, path, _key(path), second)
     assert isinstance(placed, Placed) and not placed.staged
     assert [e["digest"] for e in _discarded(capture)] == [first]
@@ -107,7 +92,7 @@ def test_a_new_early_copy_of_the_same_file_replaces_the_older_one(tmp_path: Path
     path, first = _drop_file(drop)
     placer = Placer(models, "copy", on_success="keep", host=HOST)
     assert isinstance(placer.place(drop, path, _key(path), first, early=True), Staged)
-    path, second = _drop_file(drop, os.urandom(300_000))
+    path, second = _drop_file(drop, data=os.urandom(300_000))
     newer = placer.place(drop, path, _key(path), second, early=True)
     assert isinstance(newer, Staged)
     assert _temporaries(models) == [newer.tmp]
