@@ -236,14 +236,17 @@ class Looker:
         self, sa: ScannedArtifact, recipe: Recipe, expected: Mapping[Path, int | None]
     ) -> None:
         rel = sa.rel_path
-        for action in rc.hosts(self._host_views(rel, recipe), time.time(), once=self.once):
+        views = self._host_views(rel, recipe)
+        for action in rc.hosts(views, time.time(), once=self.once):
             if isinstance(action, rc.Wait):
                 unit = self.view.unit_of(rel)
                 self.dispatcher.timers.wake_at(time.monotonic() + action.seconds, unit, rel)
             elif isinstance(action, rc.Probe):
                 # The dispatcher probes the host from its host.down on (``Probes``); the row
                 # says the work is held, once, so status and the metrics show it.
-                self._held(rel, recipe, action.host)
+                unrecorded = any(v.host == action.host and v.recorded is None for v in views or ())
+                if unrecorded:
+                    self._held(rel, recipe, action.host)
             elif isinstance(action, rc.Settled):
                 # Waiting is a timer (set above), never a job: the wake-up judges it afresh.
                 self.report.summary.mark(rel, action.outcome)
@@ -258,14 +261,13 @@ class Looker:
                 self.dispatcher.start(sa, recipe, expected, sharers)
 
     def _held(self, rel: str, recipe: Recipe, host: str) -> None:
-        if self.state.host_state(rel, host) is None:
-            self.state.set_host_state(
-                rel,
-                host,
-                HostState.READY,
-                model=recipe.model,
-                error="the host is down: imported when it answers again (host.up)",
-            )
+        self.state.set_host_state(
+            rel,
+            host,
+            HostState.READY,
+            model=recipe.model,
+            error="the host is down: imported when it answers again (host.up)",
+        )
 
     def _host_views(self, rel: str, recipe: Recipe) -> list[rc.HostView] | None:
         """Each host's row and today's request, judged from cached digests without HTTP: a
