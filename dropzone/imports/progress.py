@@ -121,10 +121,12 @@ class Progress:
                 due = now - item.last_event >= self._interval
                 if due:
                     item.last_event = now
-                draw = self._terminal is not None and now - self._last_draw >= REDRAW_EVERY_SECONDS
-                if draw:
+                if self._terminal is not None and now - self._last_draw >= REDRAW_EVERY_SECONDS:
                     self._last_draw = now
                     line = "  ".join(i.line(now) for i in self._items.values())
+                    self._terminal.write("\r\x1b[K" + line)
+                    self._terminal.flush()
+                    self._drawn = True
             if due and self._terminal is None:
                 seconds = max(now - item.started, 1e-9)
                 sizes: dict[str, Any]
@@ -139,11 +141,6 @@ class Progress:
                     **sizes,
                     rate_mb_s=round((done - item.start) / 1e6 / seconds, 1),
                 )
-            if draw and self._terminal is not None:
-                with self._lock:
-                    self._terminal.write("\r\x1b[K" + line)
-                    self._terminal.flush()
-                    self._drawn = True
 
         def finished() -> None:
             with self._lock:
