@@ -14,6 +14,7 @@ import re
 import secrets
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from dropzone.errors import FileChangedError, StoppedError
@@ -74,12 +75,22 @@ def fsync_dir(folder: Path) -> None:
 
 def copy_bytes(src: int, dst: int, size: int, cancel: threading.Event | None = None) -> None:
     """``size`` bytes from ``src`` (from offset 0) to ``dst``, in the kernel."""
-    offset = 0
+    stop = None if cancel is None else cancel.is_set
+    if copy_range(src, dst, 0, size, stop) < size:
+        raise StoppedError("stopping")
+
+
+def copy_range(
+    src: int, dst: int, start: int, end: int, stop: Callable[[], bool] | None = None
+) -> int:
+    """Bytes ``start`` to ``end`` of ``src`` to the same offsets of ``dst``, in the kernel;
+    returns where it stopped (``end``, or earlier once ``stop()``)."""
+    offset = start
     use_range = True
-    while offset < size:
-        if cancel is not None and cancel.is_set():
-            raise StoppedError("stopping")
-        count = min(CHUNK, size - offset)
+    while offset < end:
+        if stop is not None and stop():
+            return offset
+        count = min(CHUNK, end - offset)
         if use_range:
             try:
                 done = os.copy_file_range(src, dst, count, offset, offset)
@@ -97,6 +108,7 @@ def copy_bytes(src: int, dst: int, size: int, cancel: threading.Event | None = N
         # commit then waits for the last chunk only, not the whole blob (``writeback``).
         start_writeback(dst, offset, done)
         offset += done
+    return offset
 
 
 def sha256_fd(fd: int, cancel: threading.Event | None = None) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import structlog
 
 from dropzone.errors import DropzoneError, StoppedError
 from dropzone.imports.hashing import FollowingHasher, HashResult
+from dropzone.imports.trailing import TrailingCopy
 
 log = structlog.get_logger("dropzone.follow")
 
@@ -68,9 +69,12 @@ class Follower:
         root: Path | None = None,
         *,
         write_back: bool = False,
+        trails: Sequence[TrailingCopy] = (),
     ) -> None:
         self.path = path
         self._write_back = write_back
+        self._trails = tuple(trails)
+        self._ended = False  # the following thread is past its loop (under _release_lock)
         self._slots = slots
         self._halt = threading.Event()
         self._cancelled = False
@@ -81,7 +85,7 @@ class Follower:
         self._release_lock = threading.Lock()
         self._stopping = stop
         self._thread = threading.Thread(target=self._loop, name=f"follow:{path.name}", daemon=True)
-        self._hasher = FollowingHasher(path, stop=self._interrupted, root=root)
+        self._hasher = FollowingHasher(path, stop=self._interrupted, root=root, sinks=trails)
         self._thread.start()
 
     def _interrupted(self) -> bool:
@@ -102,10 +106,13 @@ class Follower:
         except DropzoneError as exc:
             log.debug("hash.follow.stopped", path=str(self.path), error=str(exc))
         finally:
-            if self._cancelled:
-                self._hasher.close()  # here, never under a read still in progress
             with self._release_lock:
+                self._ended = True
+                cancelled = self._cancelled
                 keep = self._finishing  # ``finish`` holds the slot from here on
+            if cancelled:
+                self._hasher.close()  # here, never under a read still in progress
+                self._end_trails()
             if not keep:
                 self._release_slot()
 
@@ -135,9 +142,15 @@ class Follower:
                 if self._stopping.is_set() and self._thread.is_alive():
                     raise StoppedError(f"following {self.path} stopped")
             # The hasher checks identity, growth and the leading region; it re-hashes on doubt.
-            return self._hasher.finish(expected_size)
+            result = self._hasher.finish(expected_size)
+        except BaseException:
+            self._end_trails()
+            raise
         finally:
             self._release_slot()
+        for trail in self._trails:
+            trail.seal(result)
+        return result
 
     def cancel(self, deadline: float | None = None) -> None:
         """Stop following; waits until ``deadline`` (monotonic; default: CANCEL_WAIT_SECONDS
@@ -147,6 +160,7 @@ class Follower:
         self._thread.join(max(0.0, wait))
         if not self._thread.is_alive():
             self._hasher.close()  # it may have ended on a stop, before the cancel
+            self._end_trails()
         else:
             log.warning(
                 "hash.follow.stuck",
@@ -157,8 +171,18 @@ class Follower:
     def halt(self) -> None:
         """Stop following without waiting: the thread closes the file and frees the slot
         itself, at the end of its current chunk (never a wait on the main loop)."""
-        self._cancelled = True
+        with self._release_lock:
+            self._cancelled = True
+            ended = self._ended
         self._halt.set()
+        if ended:  # else the thread ends them itself, at the end of its current chunk
+            self._end_trails()
+
+    def _end_trails(self) -> None:
+        """Remove the copies kept behind this follower: its file is not imported as followed
+        (a copy already sealed is the import's to commit, and stays)."""
+        for trail in self._trails:
+            trail.abandon("the file is no longer followed as it arrives")
 
 
 class Followers:
@@ -171,8 +195,10 @@ class Followers:
         root: Path | None = None,
         *,
         write_back: bool = False,
+        trails: Callable[[Path], Sequence[TrailingCopy]] | None = None,
     ) -> None:
         self._slots = slots
+        self._trails = trails  # the copies to keep behind a follower (a same-host store)
         self._stop = stop
         self.root = root  # the drop folder: every file is opened through open_verified
         # A host's store is on this machine (issue 17): the blob placement fsyncs (or clones)
@@ -189,8 +215,9 @@ class Followers:
                 return
             if not self._slots.acquire(blocking=False):
                 return
+            trails = () if self._trails is None else self._trails(path)
             self._by_path[path] = Follower(
-                path, self._slots, self._stop, self.root, write_back=self.write_back
+                path, self._slots, self._stop, self.root, write_back=self.write_back, trails=trails
             )
             log.debug("hash.follow.started", path=str(path))
 

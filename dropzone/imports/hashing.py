@@ -25,7 +25,7 @@ import io
 import os
 import queue
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -201,6 +201,13 @@ class DigestStore(Protocol):
     def put_digest(self, key: FileKey, digest: str) -> None: ...
 
 
+class BytesSink(Protocol):
+    """Told of the bytes a ``FollowingHasher`` has hashed (a copy kept behind it, issue 17)."""
+
+    def advance(self, src: int, upto: int, stop: Callable[[], bool]) -> None: ...
+    def reset(self) -> None: ...
+
+
 class FollowingHasher:
     """Hash a file while it is written; driven by the caller, on one thread.
 
@@ -219,8 +226,10 @@ class FollowingHasher:
         stop: Callable[[], bool] | None = None,
         on_progress: Callable[[int], None] | None = None,
         root: Path | None = None,
+        sinks: Sequence[BytesSink] = (),
     ) -> None:
         self.path = path
+        self._sinks = tuple(sinks)
         # Under the drop folder every open goes through ``open_verified``; ``dropzone check``
         # hashes paths given on its command line, wherever they are.
         self._root = root
@@ -311,6 +320,8 @@ class FollowingHasher:
         self._suspect = False
         self._deferred = False
         self._written_back = 0
+        for sink in self._sinks:
+            sink.reset()
 
     def _restart(self, reason: RestartReason) -> None:
         log.info("hash.restarted", path=str(self.path), reason=str(reason), hashed=self._hashed)
@@ -388,6 +399,8 @@ class FollowingHasher:
         if self._hashed < limit:  # the file shrank between fstat and read
             self._restart(RestartReason.SHRANK)
             return
+        for sink in self._sinks:
+            sink.advance(self._file.fileno(), self._hashed, self._stop)
         self._last = st
         self._max_mtime_ns = max(self._max_mtime_ns, st.st_mtime_ns)
 

@@ -336,6 +336,7 @@ class Importer:
                 method=result.method,
                 bytes=result.bytes,
                 seconds=round(result.seconds, 3),
+                trailed=result.trailed,
             )
             return True
         if result.identity != identity:
@@ -351,6 +352,7 @@ class Importer:
             seconds=round(seconds, 3),
             rate_mb_s=round(result.bytes / 1e6 / seconds, 1),
             staged=result.staged,
+            trailed=result.trailed,
         )
         return True
 

@@ -56,6 +56,7 @@ from dropzone.imports.blobfiles import (
     write_verified,
 )
 from dropzone.imports.staging import Staged, Staging, commit_check
+from dropzone.imports.trailing import TrailingCopy
 
 log = structlog.get_logger("dropzone.placement")
 
@@ -88,6 +89,7 @@ class Placed:
     seconds: float
     identity: FileKey  # the drop file's identity now: a link changes its ctime
     staged: bool = False  # committed from an early copy made while the file settled
+    trailed: bool = False  # that copy was made while the file arrived (``trailing``)
 
 
 @dataclass
@@ -136,6 +138,10 @@ class Placer:
         if not decision.methods:
             return Skip.HTTP
         final = self.blobs / ("sha256-" + digest.split(":", 1)[-1])
+        if early:
+            held = self._staged_already(digest, path, identity)
+            if held is not None:
+                return held
         staged = None if early else self._take_staged(digest, path)
         if os.path.lexists(final):
             if staged is not None:
@@ -181,6 +187,21 @@ class Placer:
         finally:
             os.close(fd)
         return Skip.HTTP
+
+    def trail(self, path: Path) -> TrailingCopy | None:
+        """A copy of ``path`` to keep behind its follower while it arrives, when this host
+        may copy it; whether it does is decided at its first bytes (``trails``)."""
+        return TrailingCopy(self, path) if self.mode in ("auto", "copy") else None
+
+    def trails(self, dev: int) -> bool:
+        """Should a file on device ``dev`` be copied while it arrives? Only when a copy is
+        what will place it: a reflink or a hard link costs nothing after the close."""
+        decision = self._decide(dev)
+        return bool(decision.methods) and decision.methods[0] is Method.COPY
+
+    def adopt(self, staged: Staged) -> None:
+        """Hold a copy made while its file arrived, as an early copy (``staging``)."""
+        self._staging.keep(staged)
 
     def discard_changed(self) -> int:
         """Discard the early copies whose drop file changed since; how many."""
@@ -344,6 +365,13 @@ class Placer:
         self._staging.keep(staged)
         return staged
 
+    def _staged_already(self, digest: str, path: Path, identity: FileKey) -> Staged | None:
+        """The copy staged for this very file and digest (made while it arrived), if any."""
+        held = self._staging.peek(digest)
+        if held is None or held.path != path or commit_check(held, identity) is not None:
+            return None
+        return held
+
     def _take_staged(self, digest: str, path: Path) -> Staged | None:
         staged, others = self._staging.take(digest, path)
         for other in others:
@@ -371,7 +399,9 @@ class Placer:
         if not committed:
             return Skip.EXISTS
         seconds = staged.seconds + time.monotonic() - started
-        return Placed(staged.method, staged.bytes, seconds, identity, staged=True)
+        return Placed(
+            staged.method, staged.bytes, seconds, identity, staged=True, trailed=staged.trailed
+        )
 
     def _temporary(self) -> Path:
         return self.blobs / temporary_name()

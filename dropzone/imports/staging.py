@@ -39,6 +39,7 @@ class Staged:
     method: str
     bytes: int
     seconds: float
+    trailed: bool = False  # copied while the file arrived, behind its follower (``trailing``)
 
 
 class Staging:
@@ -72,6 +73,10 @@ class Staging:
             for s in others:
                 del self._staged[s.digest]
         return mine, others
+
+    def peek(self, digest: str) -> Staged | None:
+        with self._lock:
+            return self._staged.get(digest)
 
     def take_digest(self, digest: str) -> Staged | None:
         with self._lock:

@@ -23,6 +23,7 @@ from dropzone.errors import StoppedError
 from dropzone.fleet.wiring import Fleet
 from dropzone.imports.follow import Followers, HashSlots
 from dropzone.imports.progress import Progress
+from dropzone.imports.trailing import TrailingCopy
 from dropzone.scan.ignore import IgnoreRules
 from dropzone.scan.partition import units_of
 from dropzone.service._greeting import greet_hosts
@@ -110,6 +111,7 @@ class Daemon:
             self.stop_event,
             self.drop_dir,
             write_back=any(h.placer is not None and h.placer.flushes_source for h in self.hosts),
+            trails=self._trails,
         )
         self.notifier = Notifier(env)
         self.report = Reporter(self.drop_dir, self.state, progress=progress)
@@ -144,6 +146,11 @@ class Daemon:
         self.fleet = Fleet(settings, self.state, env=env)  # metrics, hooks (issue 16)
 
     # -- what the dispatcher asks of the service ----------------------------------------
+
+    def _trails(self, path: Path) -> list[TrailingCopy]:
+        """The copies of a followed file to keep in same-host stores while it arrives."""
+        trails = (h.placer.trail(path) for h in self.hosts if h.placer is not None)
+        return [t for t in trails if t is not None]
 
     def unit_of(self, rel: str) -> str:
         return self.view.unit_of(rel)
