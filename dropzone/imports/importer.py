@@ -29,7 +29,8 @@ from dropzone.errors import (
 from dropzone.fs.identity import FileKey
 from dropzone.fs.safeopen import matches_followed, open_verified
 from dropzone.imports._keylocks import KeyLocks
-from dropzone.imports.placement import Placer, Skip, still_linked, withdraw_if_changed
+from dropzone.imports.linking import still_linked, withdraw_if_changed
+from dropzone.imports.placement import Placer, Skip
 from dropzone.imports.precheck import base_refusal
 from dropzone.imports.progress import Progress
 from dropzone.imports.staging import Staged
@@ -386,7 +387,7 @@ class Importer:
             hashed, digest = identities.get(path), digests.get(path)
             if hashed is None or digest is None or self.current_key(hashed) == hashed:
                 continue  # not linked by us
-            now = still_linked(host.placer, digest, path, hashed)
+            now = still_linked(host.placer.blobs, digest, path, hashed)
             if now is not None:
                 self._rekey(self.current_key(hashed), now)
 
@@ -406,7 +407,7 @@ class Importer:
             digest, hashed = digests.get(path), identities.get(path)
             if digest is None or hashed is None:
                 continue
-            if withdraw_if_changed(host.placer, digest, hashed):
+            if withdraw_if_changed(host.placer.blobs, digest, hashed):
                 log.warning("blob.withdrawn", **ctx, digest=digest, file=str(path))
 
     def _upload(

@@ -10,7 +10,8 @@ import stat
 from pathlib import Path
 
 from dropzone.imports.blobfiles import blobs_problem
-from dropzone.imports.placement import ACCESS_FIX, Placer
+from dropzone.imports.placement import Placer
+from dropzone.imports.placement_choice import ACCESS_FIX
 
 
 def local_import_report(

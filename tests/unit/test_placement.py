@@ -272,7 +272,7 @@ def test_reflink_from_another_file_system_is_refused_then_http(
 
 
 def _reflink_works(folder: Path) -> bool:
-    return placement.reflink_supported(folder)
+    return blobfiles.reflink_supported(folder)
 
 
 class _read_only:  # noqa: N801 - used as a context manager, reads as a phrase
