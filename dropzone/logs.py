@@ -37,11 +37,23 @@ QUIET_LOGGERS = {
     "watchdog.observers.inotify": logging.ERROR,
     "watchdog.observers.inotify_c": logging.ERROR,
 }
+# watchdog logs this at ERROR when an inotify emitter is stopped while it reads an event: for
+# dropzone always its own stop (the start-up probe's observer, the service's shutdown), never
+# something an operator can act on. Its other errors (watches that cannot be rebuilt) stay.
+STOPPED_EMITTER = "InotifyEmitter.queue_events() called when the thread is inactive"
 # The console (issue 15): the fields an operator looks for first, in this order, and a cut for
 # values that would run a line to hundreds of characters.
 CONSOLE_HEAD = ("path", "model", "host")
 CONSOLE_ERROR = ("error", "fix")
 CONSOLE_MAX_VALUE = 100
+
+
+class _StoppedEmitterFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != STOPPED_EMITTER
+
+
+_STOPPED_EMITTER_FILTER = _StoppedEmitterFilter()
 
 
 class _DropzoneHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -172,6 +184,7 @@ def configure_logging(
     root.setLevel(numeric)
     for name, quiet in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(max(quiet, numeric))
+    logging.getLogger("watchdog.observers.inotify").addFilter(_STOPPED_EMITTER_FILTER)
 
     structlog.configure(
         processors=[
@@ -197,6 +210,7 @@ def reset_logging() -> None:
     root.setLevel(logging.WARNING)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET)
+    logging.getLogger("watchdog.observers.inotify").removeFilter(_STOPPED_EMITTER_FILTER)
     structlog.reset_defaults()
 
 
