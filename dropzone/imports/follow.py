@@ -181,8 +181,9 @@ class Follower:
     def _end_trails(self) -> None:
         """Remove the copies kept behind this follower: its file is not imported as followed
         (a copy already sealed is the import's to commit, and stays)."""
+        reason = "stopping" if self._stopping.is_set() else "the file is no longer followed"
         for trail in self._trails:
-            trail.abandon("the file is no longer followed as it arrives")
+            trail.abandon(reason)
 
 
 class Followers:

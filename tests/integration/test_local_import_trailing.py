@@ -135,3 +135,4 @@ def test_a_stop_while_the_file_arrives_removes_the_trailing_copy(
         wait_until(lambda: _copied_at_least(emulator, len(data) // 2), what="half copied")
         daemon.stop()
         assert _temporaries(emulator) == []
+    assert daemon.find("blob.discarded", file=str(drop / "Halted.gguf"), reason="stopping")
