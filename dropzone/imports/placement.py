@@ -81,10 +81,8 @@ class Placer:
     """Places blobs for one host whose models folder this machine sees at ``models_dir``."""
 
     def __init__(self, models_dir: Path, mode: str, *, on_success: str, host: str) -> None:
-        self.models_dir = models_dir
         self.blobs = models_dir / "blobs"
         self.mode = mode
-        self.on_success = on_success
         self.host = host
         self._choice = MethodChoice(models_dir, mode, on_success=on_success, host=host)
         self._staging = Staging(host)

@@ -10,8 +10,7 @@ State lives on a small tmpfs that the test fills; mounting one needs root (else 
 from __future__ import annotations
 
 import contextlib
-import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,20 +31,8 @@ def _fill(folder: Path) -> Path:
 
 
 @pytest.fixture
-def small_state(tmp_path: Path) -> Iterator[Path]:
-    state = tmp_path / "state"
-    state.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(state)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
-    try:
-        yield state
-    finally:
-        subprocess.run(["umount", "-l", str(state)], check=False)
+def small_state(tmp_path: Path, tmpfs: Callable[[Path, str], Path]) -> Path:
+    return tmpfs(tmp_path / "state", "4m")
 
 
 @pytest.mark.timeout(120)

@@ -44,12 +44,19 @@ def _copied_at_least(emulator: Emulator, size: int) -> bool:
 
 
 @contextmanager
-def _half_written(daemon: Running, target: Path, data: bytes) -> Iterator[BinaryIO]:
-    """``target`` with the first half of ``data`` written and followed; open for the rest."""
+def _half_copied(
+    daemon: Running, emulator: Emulator, target: Path, data: bytes
+) -> Iterator[BinaryIO]:
+    """``target`` with the first half of ``data`` written, followed, and copied into the
+    store's blobs folder under a temporary name while the file is still open for the rest."""
     with target.open("wb") as out:
         out.write(data[: len(data) // 2])
         out.flush()
         daemon.wait_for("hash.follow.started", path=str(target))
+        wait_until(
+            lambda: _copied_at_least(emulator, len(data) // 2),
+            what="the first half copied while the file is still open",
+        )
         yield out
 
 
@@ -59,13 +66,7 @@ def test_the_copy_trails_the_file_while_it_arrives_and_is_committed_once_ready(
     daemon = start(settle_seconds=60, ollama_hosts=_host(emulator))
     data = _gguf(tmp_path, "Trail.gguf", seed=21)
     target = drop / "Trail.gguf"
-    with _half_written(daemon, target, data) as out:
-        # Still being written, and half of it is in the store's blobs folder already, under a
-        # temporary name the server does not read.
-        wait_until(
-            lambda: _copied_at_least(emulator, len(data) // 2),
-            what="the first half copied while the file is still open",
-        )
+    with _half_copied(daemon, emulator, target, data) as out:
         assert not daemon.find("hash.done")
         out.write(data[len(data) // 2 :])
     digest = _sha(data)
@@ -84,8 +85,8 @@ def test_a_file_written_again_from_the_start_has_its_copy_started_again(
     daemon = start(settle_seconds=60, ollama_hosts=_host(emulator))
     first, second = _gguf(tmp_path, "v1.gguf", seed=22), _gguf(tmp_path, "v2.gguf", seed=23)
     target = drop / "Again.gguf"
-    with _half_written(daemon, target, first):
-        wait_until(lambda: _copied_at_least(emulator, len(first) // 2), what="half copied")
+    with _half_copied(daemon, emulator, target, first):
+        pass  # closed half-way
     target.write_bytes(second)  # truncated and written anew, as a copy restarted by hand
     daemon.wait_for("model.created", model="again:latest")
     assert daemon.find("hash.restarted", path=str(target))
@@ -101,8 +102,7 @@ def test_a_file_that_goes_away_while_it_arrives_leaves_no_copy_in_the_store(
     daemon = start(settle_seconds=60, ollama_hosts=_host(emulator))
     data = _gguf(tmp_path, "Gone.gguf", seed=24)
     target = drop / "Gone.gguf"
-    with _half_written(daemon, target, data):
-        wait_until(lambda: _copied_at_least(emulator, len(data) // 2), what="half copied")
+    with _half_copied(daemon, emulator, target, data):
         target.unlink()
     wait_until(lambda: _temporaries(emulator) == [], what="the trailing copy removed")
     assert daemon.find("blob.discarded", file=str(target))
@@ -116,8 +116,7 @@ def test_a_blob_the_server_has_already_is_not_replaced_by_the_trailing_copy(
     emulator.blob_path(digest).write_bytes(data)
     inode = emulator.blob_path(digest).stat().st_ino
     daemon = start(settle_seconds=60, ollama_hosts=_host(emulator))
-    with _half_written(daemon, drop / "Known.gguf", data) as out:
-        wait_until(lambda: _copied_at_least(emulator, len(data) // 2), what="half copied")
+    with _half_copied(daemon, emulator, drop / "Known.gguf", data) as out:
         out.write(data[len(data) // 2 :])
     daemon.wait_for("model.created", model="known:latest")
     # The server's own file, never replaced (its create touches its mtime, as Ollama's does).
@@ -131,8 +130,7 @@ def test_a_stop_while_the_file_arrives_removes_the_trailing_copy(
 ) -> None:
     daemon = start(settle_seconds=60, ollama_hosts=_host(emulator))
     data = _gguf(tmp_path, "Halted.gguf", seed=26)
-    with _half_written(daemon, drop / "Halted.gguf", data):
-        wait_until(lambda: _copied_at_least(emulator, len(data) // 2), what="half copied")
+    with _half_copied(daemon, emulator, drop / "Halted.gguf", data):
         daemon.stop()
         assert _temporaries(emulator) == []
     assert daemon.find("blob.discarded", file=str(drop / "Halted.gguf"), reason="stopping")

@@ -8,8 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,9 +33,12 @@ def _temporaries(models: Path) -> list[Path]:
     return sorted(p for p in (models / "blobs").iterdir() if p.name.startswith(".dropzone-"))
 
 
-def _placer(models: Path) -> Placer:
-    (models / "blobs").mkdir(parents=True, exist_ok=True)
-    return Placer(models, "copy", on_success="keep", host=HOST)
+def _folders(tmp_path: Path) -> tuple[Path, Path, Placer]:
+    """A models folder with its blobs folder, a drop folder, and a placer that copies."""
+    models, drop = tmp_path / "models", tmp_path / "drop"
+    (models / "blobs").mkdir(parents=True)
+    drop.mkdir()
+    return models, drop, Placer(models, "copy", on_success="keep", host=HOST)
 
 
 def _discarded(capture: LogCapture) -> list[dict[str, object]]:
@@ -50,9 +52,7 @@ def _never() -> bool:
 def test_a_copy_kept_behind_the_hash_is_staged_and_committed_without_copying_again(
     tmp_path: Path,
 ) -> None:
-    models, drop = tmp_path / "models", tmp_path / "drop"
-    drop.mkdir()
-    placer = _placer(models)
+    models, drop, placer = _folders(tmp_path)
     data = os.urandom(3 * MiB + 123)
     path = drop / "model.gguf"
     trail = TrailingCopy(placer, path)
@@ -81,9 +81,7 @@ def test_a_copy_kept_behind_the_hash_is_staged_and_committed_without_copying_aga
 def test_bytes_that_changed_between_the_hash_and_the_copy_are_never_staged(
     tmp_path: Path, capture: LogCapture
 ) -> None:
-    models, drop = tmp_path / "models", tmp_path / "drop"
-    drop.mkdir()
-    placer = _placer(models)
+    models, drop, placer = _folders(tmp_path)
     data = os.urandom(2 * MiB)
     path = drop / "model.gguf"
     path.write_bytes(data)
@@ -104,9 +102,7 @@ def test_bytes_that_changed_between_the_hash_and_the_copy_are_never_staged(
 
 
 def test_a_hash_started_again_starts_its_copy_again(tmp_path: Path) -> None:
-    models, drop = tmp_path / "models", tmp_path / "drop"
-    drop.mkdir()
-    placer = _placer(models)
+    models, drop, placer = _folders(tmp_path)
     first, second = os.urandom(2 * MiB), os.urandom(MiB + 7)
     path = drop / "model.gguf"
     path.write_bytes(first)
@@ -125,9 +121,7 @@ def test_a_hash_started_again_starts_its_copy_again(tmp_path: Path) -> None:
 def test_an_abandoned_copy_is_removed_and_never_starts_again(
     tmp_path: Path, capture: LogCapture
 ) -> None:
-    models, drop = tmp_path / "models", tmp_path / "drop"
-    drop.mkdir()
-    placer = _placer(models)
+    models, drop, placer = _folders(tmp_path)
     path = drop / "model.gguf"
     path.write_bytes(os.urandom(MiB))
     trail = TrailingCopy(placer, path)
@@ -164,22 +158,10 @@ def test_no_copy_trails_where_a_clone_or_a_link_would_place_the_file(tmp_path: P
 
 
 @pytest.fixture
-def small_blobs(tmp_path: Path) -> Iterator[Path]:
-    """A models folder whose blobs folder is a 2 MiB tmpfs (mounting one needs root)."""
-    models = tmp_path / "models"
-    blobs = models / "blobs"
-    blobs.mkdir(parents=True)
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(blobs)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
-    try:
-        yield models
-    finally:
-        subprocess.run(["umount", "-l", str(blobs)], check=False)
+def small_blobs(tmp_path: Path, tmpfs: Callable[[Path, str], Path]) -> Path:
+    """A models folder whose blobs folder is a 2 MiB tmpfs."""
+    tmpfs(tmp_path / "models" / "blobs", "2m")
+    return tmp_path / "models"
 
 
 def test_a_full_blobs_disk_drops_the_copy_and_the_hash_goes_on(
