@@ -55,7 +55,8 @@ from end_to_end import (
     use_source,
 )
 
-from dropzone.config.settings import OllamaHost, Settings
+from dropzone.config.hosts import OllamaHost
+from dropzone.config.settings import Settings
 from dropzone.service.daemon import Daemon
 from dropzone.testing.builders import build_gguf
 

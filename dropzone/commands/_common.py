@@ -9,14 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
-from dropzone.config.settings import (
-    CONFIG_ENV,
-    DEFAULT_CONFIG_PATH,
-    ENV_PREFIX,
-    KEYS,
-    Settings,
-    load_settings,
-)
+from dropzone.config.loading import CONFIG_ENV, DEFAULT_CONFIG_PATH, ENV_PREFIX, load_settings
+from dropzone.config.settings import KEYS, Settings
 from dropzone.errors import ConfigError
 
 EXIT_CONFIG = 2

@@ -1,6 +1,6 @@
 """The bundled Ollama emulator as a host (``emulator:DIR``), for trying dropzone out on a
 machine with no Ollama: started in this process, on a free loopback port, with its model
-store in DIR. ``settings.emulator_refusal`` keeps it out of services and the system
+store in DIR. ``loading.emulator_refusal`` keeps it out of services and the system
 configuration; here it is only started and stopped."""
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ from dropzone.commands._diagnosis import (
     space_finding,
     version_finding,
 )
-from dropzone.config.settings import OllamaHost, Settings
+from dropzone.config.hosts import OllamaHost
+from dropzone.config.settings import Settings
 from dropzone.errors import (
     ConfigError,
     OllamaError,

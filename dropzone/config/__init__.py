@@ -1,1 +1,2 @@
-"""Configuration: the typed settings the CLI loads once, and parsers of setting values."""
+"""Configuration: the typed settings the CLI loads once (with every problem reported), the
+Ollama hosts they name, the reference generated from them, and parsers of setting values."""

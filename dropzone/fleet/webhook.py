@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import structlog
 
-from dropzone.config.settings import redact_userinfo, split_userinfo
+from dropzone.config.hosts import redact_userinfo, split_userinfo
 from dropzone.fleet.hooks import Notice, notice
 
 log = structlog.get_logger("dropzone.webhook")

@@ -1,8 +1,9 @@
 """Thin client for one Ollama host over an injected ``httpx.Client`` (ollama-api.md §2-§5).
 
-This module is the only boundary between httpx and dropzone: every transport error and every
-unexpected status is converted here into the tree of ``errors.py``, chained with ``from`` and
-carrying ``host`` (the base URL) and ``status`` (``None`` when no response arrived).
+This module, with ``_answers.py`` (how an answer is read and described), is the only boundary
+between httpx and dropzone: every transport error and every unexpected status is converted here
+into the tree of ``errors.py``, chained with ``from`` and carrying ``host`` (the base URL) and
+``status`` (``None`` when no response arrived).
 
 Local trouble during ``push_blob`` uses the hasher's errors, not the Ollama branch: the ``cancel``
 event raises ``StoppedError`` (checked between chunks, so within one 2 MiB write), and a file whose
@@ -29,13 +30,12 @@ Bounds (issue 13; design §10 item 7): every answer is read as a stream and only
 only per read (``bounded_http``): a quick request ends within ``Timeouts.quick`` seconds, a
 create within ``Timeouts.create_total`` seconds of its last progress. A 3xx is never followed:
 it is a ``RedirectError`` naming the Location and the fix. Any server text put in an error or
-yielded for logging is cut to ``LOGGED_CHARS``.
+yielded for logging is cut to ``_answers.LOGGED_CHARS``.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import ssl
@@ -52,10 +52,7 @@ import structlog
 from dropzone.errors import (
     ConfigError,
     CreateError,
-    DigestMismatchError,
     FileChangedError,
-    OllamaError,
-    RedirectError,
     RequestError,
     RequestTimeoutError,
     ServerError,
@@ -63,7 +60,16 @@ from dropzone.errors import (
     TransientError,
     UnreachableError,
 )
-from dropzone.ollama._bounded import Deadline, bound_transports, json_members, read_capped, within
+from dropzone.ollama._answers import (
+    LOGGED_CHARS,
+    Answer,
+    cut,
+    describe,
+    json_or_none,
+    snippet,
+    status_error,
+)
+from dropzone.ollama._bounded import Deadline, bound_transports, json_members, within
 
 CHUNK_BYTES = 2 << 20
 PROGRESS_EVERY_BYTES = 8 << 20
@@ -83,8 +89,6 @@ TAGS_BODY_CAP = 32 << 20
 ERROR_BODY_CAP = 64 << 10
 # A create status line is ~150 bytes, an error line one Go error text; 64 KiB is 400 times that.
 CREATE_LINE_CAP = 64 << 10
-# Server text in an error message or an event: enough for any real message, one log line long.
-LOGGED_CHARS = 300
 
 log = structlog.get_logger("dropzone.ollama")
 
@@ -171,8 +175,8 @@ class OllamaClient:
     def version(self) -> str:
         body = self._json_object(self._quick("GET", "/api/version", VERSION_BODY_CAP))
         if not isinstance(body.get("version"), str):
-            raise RequestError(f"no version in {_cut(repr(body))}", host=self.host, status=200)
-        return _cut(str(body["version"]))
+            raise RequestError(f"no version in {cut(repr(body))}", host=self.host, status=200)
+        return cut(str(body["version"]))
 
     def blob_exists(self, digest: str) -> bool:
         answer = self._quick("HEAD", _blob_path(digest), ERROR_BODY_CAP)
@@ -211,7 +215,7 @@ class OllamaClient:
                         content=body,
                         headers={"Content-Length": str(size)},
                     )
-                    answer = _Answer.read(response, ERROR_BODY_CAP)
+                    answer = Answer.read(response, ERROR_BODY_CAP)
             finally:
                 body.close()  # the server may answer 200 without reading: release the file
         self._expect(answer, 200, 201)
@@ -236,18 +240,18 @@ class OllamaClient:
         try:
             if response.status_code != 200:
                 with self._mapped(deadline, "create"), within(deadline):
-                    answer = _Answer.read(response, ERROR_BODY_CAP)
-                raise self._status_error(answer)
+                    answer = Answer.read(response, ERROR_BODY_CAP)
+                raise status_error(answer, self.host)
             last = None
             progress = _Progress()
             for line in self._lines(response, deadline):
                 item = self._parse_line(line)
                 if "error" in item:
-                    raise CreateError(_cut(str(item["error"])), host=self.host, status=200)
+                    raise CreateError(cut(str(item["error"])), host=self.host, status=200)
                 last = item.get("status")
                 if deadline is not None and progress.grew(item):
                     deadline.extend()
-                yield {k: _cut(v) if isinstance(v, str) else v for k, v in item.items()}
+                yield {k: cut(v) if isinstance(v, str) else v for k, v in item.items()}
             if last != "success":
                 raise ServerError("create stream ended without success", host=self.host, status=200)
         finally:
@@ -270,13 +274,13 @@ class OllamaClient:
         if answer.more:  # e.g. a GGUF's huge general.description inside model_info
             members = json_members(answer.data.decode("utf-8", "replace"))
         else:
-            members = _json_or_none(answer.data)
+            members = json_or_none(answer.data)
         if members is None:
             log.warning(
                 "ollama.show.garbled",
                 host=self.host,
                 model=model,
-                error=f"not a JSON object: {_snippet(answer.data)}",
+                error=f"not a JSON object: {snippet(answer.data)}",
             )
             return {}
         return members
@@ -300,16 +304,16 @@ class OllamaClient:
         try:
             yield
         except httpx.TimeoutException as exc:
-            message = _describe(exc)
+            message = describe(exc)
             if deadline is not None and deadline.passed():
                 message = f"{what} made no progress for {deadline.seconds:g} s ({message})"
             raise RequestTimeoutError(message, host=self.host) from exc
         except (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL) as exc:
-            raise RequestError(_describe(exc), host=self.host) from exc
+            raise RequestError(describe(exc), host=self.host) from exc
         except httpx.TransportError as exc:  # refused, DNS, reset, connection cut mid-way
-            raise UnreachableError(_describe(exc), host=self.host) from exc
+            raise UnreachableError(describe(exc), host=self.host) from exc
         except httpx.HTTPError as exc:  # e.g. a body that fails to decode
-            raise TransientError(_describe(exc), host=self.host) from exc
+            raise TransientError(describe(exc), host=self.host) from exc
 
     def load(self, model: str, *, keep_alive: int | None = None, seconds: float = 600.0) -> None:
         """``POST /api/generate`` with the model and no prompt: the server loads it (with
@@ -323,16 +327,16 @@ class OllamaClient:
         timeout = httpx.Timeout(seconds, connect=self._timeouts.connect, pool=self._timeouts.pool)
         with self._mapped(deadline, "POST /api/generate"), within(deadline):
             response = self._send("POST", "/api/generate", timeout, json_body=body)
-            answer = _Answer.read(response, ERROR_BODY_CAP)
+            answer = Answer.read(response, ERROR_BODY_CAP)
         self._expect(answer, 200)
 
-    def _quick(self, method: str, path: str, cap: int, *, json_body: Any = None) -> _Answer:
+    def _quick(self, method: str, path: str, cap: int, *, json_body: Any = None) -> Answer:
         """One short request, its answer read up to ``cap`` bytes (an error's up to
         ``ERROR_BODY_CAP``), all of it within ``Timeouts.quick`` seconds."""
         deadline = Deadline(self._timeouts.quick)
         with self._mapped(deadline, f"{method} {path}"), within(deadline):
             response = self._send(method, path, self._timeouts.for_quick(), json_body=json_body)
-            return _Answer.read(response, cap if response.status_code == 200 else ERROR_BODY_CAP)
+            return Answer.read(response, cap if response.status_code == 200 else ERROR_BODY_CAP)
 
     def _send(
         self,
@@ -380,84 +384,31 @@ class OllamaClient:
         if len(line) > CREATE_LINE_CAP:
             raise ServerError(
                 f"a create status line longer than {CREATE_LINE_CAP} bytes"
-                f" (cut, not read further): {_snippet(line[:LOGGED_CHARS])}",
+                f" (cut, not read further): {snippet(line[:LOGGED_CHARS])}",
                 host=self.host,
                 status=200,
             )
 
-    def _expect(self, answer: _Answer, *statuses: int) -> None:
+    def _expect(self, answer: Answer, *statuses: int) -> None:
         if answer.status not in statuses:
-            raise self._status_error(answer)
+            raise status_error(answer, self.host)
 
-    def _status_error(self, answer: _Answer) -> OllamaError:
-        status = answer.status
-        if 300 <= status < 400:
-            return self._redirect_error(answer)
-        text = _error_text(answer)
-        kind: type[OllamaError] = RequestError
-        if status >= 500:
-            kind = ServerError
-        elif status in (408, 429):  # a proxy's "try again later" must not fail the artifact
-            kind = TransientError
-        elif status == 400 and text.startswith("digest mismatch"):
-            kind = DigestMismatchError
-        return kind(text, host=self.host, status=status)
-
-    def _redirect_error(self, answer: _Answer) -> RedirectError:
-        """A proxy's 3xx: where it points, and the host URL that would reach it directly."""
-        location = _cut(answer.location)
-        fix = "point the host URL at the server itself"
-        if location:
-            target = str(answer.url.join(location))
-            path = answer.url.path
-            base = target[: -len(path)] if path and target.endswith(path) else ""
-            if base and base != self.host:
-                fix += f", e.g. {base} (the proxy redirects there, as from http to https)"
-            else:
-                fix += ", not a proxy that redirects (to a login page?)"
-        message = (
-            f"HTTP {answer.status} redirect to {location or '(no Location)'} is not followed;"
-            f" fix: {fix}"
-        )
-        log.warning(
-            "ollama.redirect", host=self.host, status=answer.status, location=location, fix=fix
-        )
-        return RedirectError(message, host=self.host, status=answer.status, location=location)
-
-    def _json_object(self, answer: _Answer) -> dict[str, Any]:
+    def _json_object(self, answer: Answer) -> dict[str, Any]:
         self._expect(answer, 200)
         if answer.more:
             message = f"answer from {answer.url.path} larger than {len(answer.data)} bytes"
             raise ServerError(message, host=self.host, status=answer.status)
-        body = _json_or_none(answer.data)
+        body = json_or_none(answer.data)
         if body is None:
-            message = f"expected a JSON object from {answer.url.path}: {_snippet(answer.data)}"
+            message = f"expected a JSON object from {answer.url.path}: {snippet(answer.data)}"
             raise RequestError(message, host=self.host, status=answer.status)
         return body
 
     def _parse_line(self, line: bytes) -> dict[str, Any]:
-        item = _json_or_none(line)
+        item = json_or_none(line)
         if item is None:
-            raise ServerError(f"bad create line: {_snippet(line)}", host=self.host, status=200)
+            raise ServerError(f"bad create line: {snippet(line)}", host=self.host, status=200)
         return item
-
-
-@dataclass(frozen=True)
-class _Answer:
-    """A response read as far as a cap: ``more`` if the body went on past ``data``."""
-
-    status: int
-    reason: str
-    url: httpx.URL
-    location: str
-    data: bytes
-    more: bool
-
-    @classmethod
-    def read(cls, response: httpx.Response, cap: int) -> _Answer:
-        data, more = read_capped(response, cap)
-        location = response.headers.get("location", "")
-        return cls(response.status_code, response.reason_phrase, response.url, location, data, more)
 
 
 class _Progress:
@@ -510,33 +461,3 @@ def _blob_path(digest: str) -> str:
     if not _DIGEST.fullmatch(digest):
         raise ValueError(f"digest must be sha256:<64 lowercase hex>, got {digest!r}")
     return f"/api/blobs/{digest}"
-
-
-def _error_text(answer: _Answer) -> str:
-    """The server's ``{"error": …}`` text, or a status line plus a short plain-text snippet."""
-    body = None if answer.more else _json_or_none(answer.data)
-    if body is not None and isinstance(body.get("error"), str):
-        return _cut(str(body["error"]))
-    snippet = _snippet(answer.data)
-    line = f"HTTP {answer.status} {_cut(answer.reason)}".rstrip()
-    return f"{line}: {snippet}" if snippet else line
-
-
-def _json_or_none(data: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(data)
-    except ValueError:  # includes a body that is not UTF-8
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _snippet(data: bytes | bytearray) -> str:
-    return " ".join(bytes(data[: LOGGED_CHARS * 4]).decode("utf-8", "replace").split())[:200]
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= LOGGED_CHARS else text[:LOGGED_CHARS] + "…"
-
-
-def _describe(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

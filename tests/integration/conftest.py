@@ -10,7 +10,8 @@ import pytest
 from daemon_helpers import Running
 from structlog.testing import LogCapture
 
-from dropzone.config.settings import Settings, load_settings
+from dropzone.config.loading import load_settings
+from dropzone.config.settings import Settings
 from dropzone.service.daemon import Daemon
 from dropzone.testing.ollama import Emulator
 

@@ -12,7 +12,8 @@ import pytest
 from daemon_helpers import Running
 from structlog.testing import LogCapture
 
-from dropzone.config.settings import Settings, load_settings
+from dropzone.config.loading import load_settings
+from dropzone.config.settings import Settings
 from dropzone.service.daemon import Daemon
 from dropzone.testing.builders import FILE_TYPE_Q4_K_M, build_gguf
 from dropzone.testing.ollama import Emulator

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from dropzone.config.settings import KEYS, Settings, load_settings
+from dropzone.config.loading import load_settings
+from dropzone.config.settings import KEYS, Settings
 from dropzone.errors import Problem
 from dropzone.recipes.sidecar import SidecarSpec, load_sidecar
 

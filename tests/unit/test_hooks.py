@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from dropzone.config.settings import load_settings
+from dropzone.config.loading import load_settings
 from dropzone.errors import ConfigError
 from dropzone.fleet.hooks import HookRunner, notice
 from dropzone.testing.waiting import wait_until

@@ -12,7 +12,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dropzone.config.listen import ListenAddress, parse_listen
-from dropzone.config.settings import load_settings
+from dropzone.config.loading import load_settings
 from dropzone.errors import ConfigError
 from dropzone.fleet import eventtap
 from dropzone.fleet.export import TextfileWriter, write_textfile

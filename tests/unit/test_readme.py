@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from dropzone.config.settings import render_reference
+from dropzone.config.reference import render_reference
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

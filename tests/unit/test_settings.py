@@ -10,13 +10,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from dropzone.config.settings import (
-    KEYS,
-    Settings,
-    load_settings,
-    normalize_host,
-    render_reference,
-)
+from dropzone.config.hosts import normalize_host
+from dropzone.config.loading import load_settings
+from dropzone.config.reference import render_reference
+from dropzone.config.settings import KEYS, Settings
 from dropzone.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dropzone.config.settings import OllamaHost, load_settings
+from dropzone.config.hosts import OllamaHost
+from dropzone.config.loading import load_settings
 from dropzone.errors import ConfigError
 
 NO_FILE = Path("/nonexistent/dropzone.toml")

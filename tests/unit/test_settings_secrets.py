@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dropzone.config.settings import load_settings
+from dropzone.config.loading import load_settings
 from dropzone.errors import ConfigError
 
 TOKEN = "tok-3f9a1c7e55"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dropzone.config.settings import load_settings
+from dropzone.config.loading import load_settings
 from dropzone.errors import ConfigError
 
 NO_FILE = Path("/nonexistent/dropzone.toml")
