@@ -102,6 +102,16 @@ def _split_host_port(hostport: str) -> tuple[str, str] | None:
     return host, port
 
 
+def check_headers(value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+    """HTTP headers a host (or the webhook) is given: valid names, no line break in a value."""
+    for name, secret in value.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a valid HTTP header name")
+        if any(c in secret.get_secret_value() for c in "\r\n\0"):
+            raise ValueError(f"header {name!r} has a line break in its value")
+    return value
+
+
 class OllamaHost(BaseModel):
     """One Ollama server: its URL, extra headers (a proxy's bearer token), TLS verification,
     and, when it runs on this machine, its models folder as dropzone sees it (issue 17)."""
@@ -184,12 +194,7 @@ class OllamaHost(BaseModel):
     @field_validator("headers")
     @classmethod
     def _check_headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        for name, secret in value.items():
-            if not _HEADER_NAME.fullmatch(name):
-                raise ValueError(f"{name!r} is not a valid HTTP header name")
-            if any(c in secret.get_secret_value() for c in "\r\n\0"):
-                raise ValueError(f"header {name!r} has a line break in its value")
-        return value
+        return check_headers(value)
 
     @field_validator("verify", mode="before")
     @classmethod

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from dropzone.config.hosts import OLLAMA_DEFAULT_PORT, OllamaHost
+from dropzone.config.hosts import OLLAMA_DEFAULT_PORT, OllamaHost, check_headers
 from dropzone.recipes.names import InvalidNameError, parse_name
 
 
@@ -324,7 +324,7 @@ class Settings(BaseSettings):
     @field_validator("webhook_headers")
     @classmethod
     def _check_webhook_headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        return OllamaHost._check_headers(value)
+        return check_headers(value)
 
 
 KEYS: tuple[str, ...] = tuple(Settings.model_fields)
