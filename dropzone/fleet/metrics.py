@@ -84,6 +84,21 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=r,
         )
+        # Same host (issue 17): blobs placed in the server's store by reflink, link or copy.
+        # ``method`` is one of those three: a fixed label set like the rest.
+        self.placed_bytes = Counter(
+            "dropzone_placed_bytes",
+            "Bytes of blobs placed in a same-host server's store",
+            ["host", "method"],
+            registry=r,
+        )
+        self.place_seconds = Histogram(
+            "dropzone_place_duration_seconds",
+            "Time to place one blob (its own work: a copy made while the file arrived included)",
+            ["host"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
         self.create_seconds = Histogram(
             "dropzone_create_duration_seconds",
             "Time from the create request to the model confirmed",
@@ -153,6 +168,10 @@ class Metrics:
         self.upload_seconds.labels(host).observe(_number(e.get("seconds")))
         self.host_up.labels(host).set(1)
 
+    def _blob_placed(self, e: Mapping[str, Any], host: str) -> None:
+        self.placed_bytes.labels(host, str(e.get("method"))).inc(_number(e.get("bytes")))
+        self.place_seconds.labels(host).observe(_number(e.get("seconds")))
+
     def _model_created(self, e: Mapping[str, Any], host: str) -> None:
         if "seconds" in e:  # not when confirmed after a restart: no duration was measured
             self.create_seconds.labels(host).observe(_number(e.get("seconds")))
@@ -188,6 +207,7 @@ class Metrics:
 _TABLE: dict[str, Callable[[Metrics, Mapping[str, Any], str], None]] = {
     "hash.done": Metrics._hash_done,
     "blob.uploaded": Metrics._blob_uploaded,
+    "blob.placed": Metrics._blob_placed,
     "model.created": Metrics._model_created,
     "artifact.done": Metrics._artifact_done,
     "model.failed": Metrics._model_failed,

@@ -111,6 +111,22 @@ def test_a_successful_import_counts_bytes_durations_and_the_completion(metrics: 
     assert value(metrics, "dropzone_host_info", host=HOST, version="0.33.0") == 1
 
 
+def test_a_blob_placed_in_a_same_host_store_counts_its_bytes_by_method(metrics: Metrics) -> None:
+    """Issue 17: a host whose blobs are placed, not uploaded, still shows the bytes it got."""
+    path = str(DROP / "a.gguf")
+    for event in [
+        {"event": "blob.placed", "path": path, "host": HOST, "method": "copy", "bytes": 700,
+         "seconds": 0.2, "staged": True, "trailed": True},
+        {"event": "blob.placed", "path": path, "host": HOST, "method": "link", "bytes": 300,
+         "seconds": 0.001},
+    ]:  # fmt: skip
+        metrics.observe(event)
+    assert value(metrics, "dropzone_placed_bytes_total", host=HOST, method="copy") == 700
+    assert value(metrics, "dropzone_placed_bytes_total", host=HOST, method="link") == 300
+    assert value(metrics, "dropzone_uploaded_bytes_total", host=HOST) == 0
+    assert value(metrics, "dropzone_place_duration_seconds_count", host=HOST) == 2
+
+
 def test_failures_are_counted_by_a_bounded_reason_never_by_their_text(metrics: Metrics) -> None:
     ctx = {"path": str(DROP / "a.gguf"), "host": HOST, "model": "a:latest"}
     metrics.observe({"event": "model.failed", **ctx, "error": "bad template {{", "status": 400})
