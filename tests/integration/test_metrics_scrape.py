@@ -170,3 +170,22 @@ def test_hooks_run_after_an_import_and_a_refusal_without_holding_the_daemon(
     assert imported["DROPZONE_HOST"] == emulator.url
     assert imported["DROPZONE_ARTIFACT"] == str(drop / "Second.gguf")
     assert imported["DROPZONE_DIGESTS"].startswith("sha256:")
+
+
+def test_a_blob_placed_in_a_same_host_store_is_scraped_as_placed_not_uploaded(
+    start: Any, drop: Path, emulator: Emulator
+) -> None:
+    host = emulator.url
+    local = {"url": host, "models_dir": str(emulator.root), "local_import": "copy"}
+    daemon = start(metrics_listen="127.0.0.1:0", ollama_hosts=[local])
+    server = daemon.daemon.fleet.server
+    assert server is not None
+    build_gguf(drop / "Here.gguf")
+    daemon.wait_for("artifact.done", model="here:latest", result="done")
+    with httpx.Client(timeout=5) as client:
+        s = scrape(client, f"http://127.0.0.1:{server.address.port}/metrics")
+    size = (drop / "Here.gguf").stat().st_size
+    assert get(s, "dropzone_placed_bytes_total", host=host, method="copy") == size
+    assert get(s, "dropzone_uploaded_bytes_total", host=host) == 0
+    assert get(s, "dropzone_place_duration_seconds_count", host=host) == 1
+    assert get(s, "dropzone_imports_completed_total", host=host) == 1
