@@ -29,6 +29,7 @@ from typing import Protocol
 
 import structlog
 
+from dropzone.errors import FileChangedError
 from dropzone.fs.identity import FileKey
 from dropzone.imports.blobfiles import BLOB_MODE, copy_range, temporary_name, unlink_quietly
 from dropzone.imports.hashing import HashResult
@@ -84,6 +85,8 @@ class TrailingCopy:
             started = time.monotonic()
             try:
                 self._copy(src, upto, stop)
+            except FileChangedError:
+                pass  # cut short under the copy: the follower's hash starts over, and so will it
             except OSError as exc:
                 self._drop(f"the copy failed: {exc.strerror or exc}")
             finally:

@@ -181,3 +181,25 @@ def test_a_full_blobs_disk_drops_the_copy_and_the_hash_goes_on(
     assert _temporaries(small_blobs) == []
     [event] = _discarded(capture)
     assert "No space left on device" in str(event["reason"])
+
+
+def test_a_file_cut_short_under_the_copy_does_not_end_its_follower(tmp_path: Path) -> None:
+    """The hash read 2 MiB, then the writer truncated the file before the copy got there: the
+    copy stops short without an error reaching the follower, and starts again with the hash."""
+    models, drop, placer = _folders(tmp_path)
+    path = drop / "model.gguf"
+    path.write_bytes(os.urandom(2 * MiB))
+    trail = TrailingCopy(placer, path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.truncate(path, MiB)
+        trail.advance(fd, 2 * MiB, _never)  # what the follower had hashed
+        trail.reset()  # the follower saw it shrink
+        data = os.urandom(MiB + 5)
+        path.write_bytes(data)
+        trail.advance(fd, len(data), _never)
+    finally:
+        os.close(fd)
+    assert trail.seal(HashResult(_sha(data), _key(path)))
+    [tmp] = _temporaries(models)
+    assert tmp.read_bytes() == data
