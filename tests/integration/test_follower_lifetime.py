@@ -11,10 +11,18 @@ from typing import Any
 import pytest
 from daemon_helpers import Running
 
+from dropzone.imports import readiness
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.waiting import wait_until
 
 Scenario = Callable[[Running, Path, Path], None]
+
+
+@pytest.fixture(autouse=True)
+def _short_close_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A complete file closed by its writer is ready after 0.2 s, not readiness' 1 s: these
+    tests need a long settle_seconds only for files left incomplete."""
+    monkeypatch.setattr(readiness, "CLOSE_GRACE_SECONDS", 0.2)
 
 
 def gguf_bytes(tmp_path: Path, name: str, seed: int) -> bytes:

@@ -12,8 +12,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import pytest
 from daemon_helpers import Running
 
+from dropzone.imports import readiness
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.ollama import Emulator
 from dropzone.testing.waiting import wait_until
@@ -23,6 +25,13 @@ from dropzone.testing.waiting import wait_until
 # writer closes it complete, it is ready after readiness' close grace (1 s), not after this.
 def _host(emulator: Emulator) -> list[dict[str, object]]:
     return [{"url": emulator.url, "models_dir": str(emulator.root), "local_import": "copy"}]
+
+
+@pytest.fixture(autouse=True)
+def _short_close_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A complete file closed by its writer is ready after 0.2 s, not readiness' 1 s: these
+    tests need a long settle_seconds only for files left incomplete."""
+    monkeypatch.setattr(readiness, "CLOSE_GRACE_SECONDS", 0.2)
 
 
 def _temporaries(emulator: Emulator) -> list[Path]:
