@@ -113,8 +113,8 @@ def test_a_file_that_goes_away_while_it_arrives_leaves_no_copy_in_the_store(
     target = drop / "Gone.gguf"
     with _half_copied(daemon, emulator, target, data):
         target.unlink()
-    wait_until(lambda: _temporaries(emulator) == [], what="the trailing copy removed")
-    assert daemon.find("blob.discarded", file=str(target))
+    daemon.wait_for("blob.discarded", file=str(target))  # logged once the copy is removed
+    assert _temporaries(emulator) == []
 
 
 def test_a_blob_the_server_has_already_is_not_replaced_by_the_trailing_copy(
