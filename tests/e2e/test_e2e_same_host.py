@@ -6,17 +6,13 @@ is complete the model is made without an upload, from a blob that is the file's 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from e2e_env import Dropzone, digest_of
 
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.ollama import Emulator
+from dropzone.testing.stores import copied_at_least, temporaries
 from dropzone.testing.waiting import wait_until
-
-
-def _temporaries(emulator: Emulator) -> list[Path]:
-    return [p for p in (emulator.root / "blobs").iterdir() if p.name.startswith(".dropzone-")]
 
 
 def test_a_file_copied_in_is_placed_in_the_servers_store_while_it_arrives(
@@ -34,7 +30,7 @@ def test_a_file_copied_in_is_placed_in_the_servers_store_while_it_arrives(
         out.write(data[: len(data) // 2])
         out.flush()
         wait_until(
-            lambda: any(p.stat().st_size >= len(data) // 2 for p in _temporaries(emulator)),
+            lambda: copied_at_least(emulator.root, len(data) // 2),
             what="half of the file copied into the store while it is written",
         )
         out.write(data[len(data) // 2 :])
@@ -43,5 +39,5 @@ def test_a_file_copied_in_is_placed_in_the_servers_store_while_it_arrives(
     assert (placed["method"], placed["staged"], placed["trailed"]) == ("copy", True, True)
     assert emulator.blob_path(digest).read_bytes() == data
     assert emulator.counters.blob_posts(digest) == 0
-    assert _temporaries(emulator) == []
+    assert temporaries(emulator.root) == []
     assert daemon.find("local_import.method", method="copy")

@@ -15,6 +15,7 @@ from dropzone.imports import readiness
 from dropzone.service import daemon as daemon_module
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.ollama import Emulator
+from dropzone.testing.stores import temporaries
 
 
 @pytest.fixture
@@ -32,10 +33,6 @@ def _copy_in(source: Path, target: Path) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def _temporaries(emulator: Emulator) -> list[Path]:
-    return [p for p in (emulator.root / "blobs").iterdir() if p.name.startswith(".dropzone-")]
-
-
 def _host(emulator: Emulator) -> list[dict[str, object]]:
     return [{"url": emulator.url, "models_dir": str(emulator.root), "local_import": "copy"}]
 
@@ -49,7 +46,7 @@ def test_the_copy_is_staged_while_the_file_settles_and_committed_once_it_is_read
     assert staged["method"] == "copy" and staged["early"] is True
     # Still settling: the copy waits under a temporary name the server does not read.
     assert not daemon.find("artifact.ready")
-    [tmp] = _temporaries(emulator)
+    [tmp] = temporaries(emulator.root)
     assert tmp.read_bytes() == (drop / "Staged.gguf").read_bytes()
     assert not emulator.blob_path(digest).exists()
 
@@ -59,7 +56,7 @@ def test_the_copy_is_staged_while_the_file_settles_and_committed_once_it_is_read
     placed = daemon.find("blob.placed", digest=digest)
     assert len(placed) == 1 and placed[0]["staged"] is True and placed[0]["method"] == "copy"
     assert emulator.blob_path(digest).read_bytes() == (drop / "Staged.gguf").read_bytes()
-    assert _temporaries(emulator) == []
+    assert temporaries(emulator.root) == []
     assert emulator.counters.blob_posts(digest) == 0
 
 
@@ -79,7 +76,7 @@ def test_a_file_rewritten_while_its_copy_is_staged_has_that_copy_discarded(
     daemon.wait_for("model.created", model="redone:latest")
     assert not emulator.blob_path(first).exists()  # the old bytes never reached the store
     assert emulator.blob_path(second).read_bytes() == target.read_bytes()
-    assert _temporaries(emulator) == []
+    assert temporaries(emulator.root) == []
     assert emulator.counters.creates("redone:latest") == 1
 
 
@@ -90,7 +87,7 @@ def test_early_copies_are_discarded_when_the_daemon_stops(
     digest = _copy_in(build_gguf(tmp_path / "Left.gguf", seed=14), drop / "Left.gguf")
     daemon.wait_for("blob.staged", digest=digest)
     assert daemon.stop() == 0
-    assert _temporaries(emulator) == [] and not emulator.blob_path(digest).exists()
+    assert temporaries(emulator.root) == [] and not emulator.blob_path(digest).exists()
 
 
 def test_a_staged_copy_whose_blob_the_server_got_meanwhile_is_discarded(
@@ -108,4 +105,4 @@ def test_a_staged_copy_whose_blob_the_server_got_meanwhile_is_discarded(
     daemon.wait_for("model.created", model="twice:latest")
     assert daemon.find("blob.exists", digest=digest)
     assert daemon.find("blob.discarded", digest=digest)
-    assert _temporaries(emulator) == [] and blob.stat().st_ino == inode
+    assert temporaries(emulator.root) == [] and blob.stat().st_ino == inode

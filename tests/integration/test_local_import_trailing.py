@@ -18,6 +18,7 @@ from daemon_helpers import Running
 from dropzone.imports import readiness
 from dropzone.testing.builders import build_gguf
 from dropzone.testing.ollama import Emulator
+from dropzone.testing.stores import copied_at_least, temporaries
 from dropzone.testing.waiting import wait_until
 
 
@@ -34,10 +35,6 @@ def _short_close_grace(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(readiness, "CLOSE_GRACE_SECONDS", 0.2)
 
 
-def _temporaries(emulator: Emulator) -> list[Path]:
-    return [p for p in (emulator.root / "blobs").iterdir() if p.name.startswith(".dropzone-")]
-
-
 def _gguf(tmp_path: Path, name: str, seed: int) -> bytes:
     # 4 MiB of tensor data: big enough that half of it is many of the follower's reads.
     path = build_gguf(tmp_path / "src" / name, tensor_elems=1 << 20, seed=seed)
@@ -46,10 +43,6 @@ def _gguf(tmp_path: Path, name: str, seed: int) -> bytes:
 
 def _sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _copied_at_least(emulator: Emulator, size: int) -> bool:
-    return any(p.stat().st_size >= size for p in _temporaries(emulator))
 
 
 @contextmanager
@@ -63,7 +56,7 @@ def _half_copied(
         out.flush()
         daemon.wait_for("hash.follow.started", path=str(target))
         wait_until(
-            lambda: _copied_at_least(emulator, len(data) // 2),
+            lambda: copied_at_least(emulator.root, len(data) // 2),
             what="the first half copied while the file is still open",
         )
         yield out
@@ -85,7 +78,7 @@ def test_the_copy_trails_the_file_while_it_arrives_and_is_committed_once_ready(
     assert emulator.blob_path(digest).read_bytes() == data
     assert emulator.blob_path(digest).stat().st_mode & 0o777 == 0o644
     assert emulator.counters.blob_posts(digest) == 0
-    assert _temporaries(emulator) == []
+    assert temporaries(emulator.root) == []
 
 
 def test_a_file_written_again_from_the_start_has_its_copy_started_again(
@@ -102,7 +95,7 @@ def test_a_file_written_again_from_the_start_has_its_copy_started_again(
     assert emulator.blob_path(_sha(second)).read_bytes() == second
     assert not emulator.blob_path(_sha(first)).exists()
     assert daemon.find("blob.placed", digest=_sha(second))[0]["trailed"] is True
-    assert _temporaries(emulator) == []
+    assert temporaries(emulator.root) == []
 
 
 def test_a_file_that_goes_away_while_it_arrives_leaves_no_copy_in_the_store(
@@ -114,7 +107,7 @@ def test_a_file_that_goes_away_while_it_arrives_leaves_no_copy_in_the_store(
     with _half_copied(daemon, emulator, target, data):
         target.unlink()
     daemon.wait_for("blob.discarded", file=str(target))  # logged once the copy is removed
-    assert _temporaries(emulator) == []
+    assert temporaries(emulator.root) == []
 
 
 def test_a_blob_the_server_has_already_is_not_replaced_by_the_trailing_copy(
@@ -131,7 +124,7 @@ def test_a_blob_the_server_has_already_is_not_replaced_by_the_trailing_copy(
     # The server's own file, never replaced (its create touches its mtime, as Ollama's does).
     assert emulator.blob_path(digest).stat().st_ino == inode
     assert not daemon.find("blob.placed", digest=digest)
-    assert _temporaries(emulator) == []
+    assert temporaries(emulator.root) == []
 
 
 def test_a_stop_while_the_file_arrives_removes_the_trailing_copy(
@@ -141,5 +134,5 @@ def test_a_stop_while_the_file_arrives_removes_the_trailing_copy(
     data = _gguf(tmp_path, "Halted.gguf", seed=26)
     with _half_copied(daemon, emulator, drop / "Halted.gguf", data):
         daemon.stop()
-        assert _temporaries(emulator) == []
+        assert temporaries(emulator.root) == []
     assert daemon.find("blob.discarded", file=str(drop / "Halted.gguf"), reason="stopping")

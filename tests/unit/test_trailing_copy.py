@@ -20,6 +20,7 @@ from dropzone.imports.hashing import FollowingHasher, HashResult
 from dropzone.imports.placement import Placed, Placer
 from dropzone.imports.staging import Staged
 from dropzone.imports.trailing import TrailingCopy
+from dropzone.testing.stores import temporaries
 
 HOST = "http://127.0.0.1:11434"
 MiB = 1 << 20
@@ -27,10 +28,6 @@ MiB = 1 << 20
 
 def _sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _temporaries(models: Path) -> list[Path]:
-    return sorted(p for p in (models / "blobs").iterdir() if p.name.startswith(".dropzone-"))
 
 
 def _folders(tmp_path: Path) -> tuple[Path, Path, Placer]:
@@ -62,7 +59,7 @@ def test_a_copy_kept_behind_the_hash_is_staged_and_committed_without_copying_aga
         hasher = FollowingHasher(path, root=drop, sinks=[trail])
         hasher.feed()
         assert trail.copied == 2 * MiB  # copied while the file is still open for writing
-        [tmp] = _temporaries(models)
+        [tmp] = sorted(temporaries(models))
         assert tmp.read_bytes() == data[: 2 * MiB]
         out.write(data[2 * MiB :])
     result = hasher.finish(len(data))
@@ -75,7 +72,7 @@ def test_a_copy_kept_behind_the_hash_is_staged_and_committed_without_copying_aga
     blob = _blob(models, result.digest)
     assert blob.read_bytes() == data and stat.S_IMODE(blob.stat().st_mode) == 0o644
     assert blob.stat().st_ino == staged.tmp_key.ino
-    assert _temporaries(models) == []
+    assert sorted(temporaries(models)) == []
 
 
 def test_bytes_that_changed_between_the_hash_and_the_copy_are_never_staged(
@@ -95,7 +92,7 @@ def test_bytes_that_changed_between_the_hash_and_the_copy_are_never_staged(
     finally:
         os.close(fd)
     assert not trail.seal(hashed)
-    assert _temporaries(models) == []
+    assert sorted(temporaries(models)) == []
     [event] = _discarded(capture)
     assert event["reason"] == "the copied bytes do not match the digest"
     assert event["file"] == str(path) and event["digest"] == hashed.digest
@@ -114,7 +111,7 @@ def test_a_hash_started_again_starts_its_copy_again(tmp_path: Path) -> None:
     result = hasher.finish(len(second))
     assert result.digest == _sha(second) and result.restarts
     assert trail.seal(result)
-    [tmp] = _temporaries(models)
+    [tmp] = sorted(temporaries(models))
     assert tmp.read_bytes() == second
 
 
@@ -127,13 +124,13 @@ def test_an_abandoned_copy_is_removed_and_never_starts_again(
     trail = TrailingCopy(placer, path)
     hasher = FollowingHasher(path, root=drop, sinks=[trail])
     hasher.feed()
-    assert _temporaries(models)
+    assert sorted(temporaries(models))
     trail.abandon("the file is no longer followed as it arrives")
-    assert _temporaries(models) == []
+    assert sorted(temporaries(models)) == []
     with path.open("ab") as out:
         out.write(b"more")
     hasher.feed()
-    assert _temporaries(models) == [] and trail.copied == 0
+    assert sorted(temporaries(models)) == [] and trail.copied == 0
     assert [e["reason"] for e in _discarded(capture)] == [
         "the file is no longer followed as it arrives"
     ]
@@ -152,7 +149,7 @@ def test_no_copy_trails_where_a_clone_or_a_link_would_place_the_file(tmp_path: P
     assert trail is not None
     hasher = FollowingHasher(path, root=drop, sinks=[trail])
     hasher.feed()
-    assert trail.copied == 0 and _temporaries(models) == []
+    assert trail.copied == 0 and sorted(temporaries(models)) == []
     hasher.close()
     assert Placer(models, "link", on_success="delete", host=HOST).trail(path) is None
 
@@ -178,7 +175,7 @@ def test_a_full_blobs_disk_drops_the_copy_and_the_hash_goes_on(
     result = hasher.finish(len(data))
     assert result.digest == _sha(data)
     assert not trail.seal(result)
-    assert _temporaries(small_blobs) == []
+    assert temporaries(small_blobs) == []
     [event] = _discarded(capture)
     assert "No space left on device" in str(event["reason"])
 
@@ -201,5 +198,5 @@ def test_a_file_cut_short_under_the_copy_does_not_end_its_follower(tmp_path: Pat
     finally:
         os.close(fd)
     assert trail.seal(HashResult(_sha(data), _key(path)))
-    [tmp] = _temporaries(models)
+    [tmp] = sorted(temporaries(models))
     assert tmp.read_bytes() == data
