@@ -19,6 +19,7 @@ from pathlib import Path
 
 from dropzone.errors import FileChangedError, StoppedError
 from dropzone.fs.identity import FileKey
+from dropzone.imports.hashing import CHUNK_SIZE, read_chunks
 from dropzone.imports.writeback import start_writeback
 
 FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
@@ -37,8 +38,7 @@ def write_verified(
     tmp: Path,
     cancel: threading.Event | None,
 ) -> None:
-    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    dst = os.open(tmp, flags, 0o600)
+    dst = create_temporary(tmp)
     try:
         if clone:
             fcntl.ioctl(dst, FICLONE, src)
@@ -54,6 +54,13 @@ def write_verified(
         os.fsync(dst)
     finally:
         os.close(dst)
+
+
+def create_temporary(tmp: Path) -> int:
+    """A new temporary in a blobs folder, open for reading and writing, only this user's
+    until it is committed; never an existing file or a link."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.open(tmp, flags, 0o600)
 
 
 def commit_no_replace(tmp: Path, final: Path) -> bool:
@@ -114,17 +121,14 @@ def copy_range(
 def sha256_fd(fd: int, cancel: threading.Event | None = None) -> str:
     """The hex SHA-256 of the file open as ``fd``, read from its start."""
     h = hashlib.sha256()
-    buf = bytearray(4 << 20)
-    view = memoryview(buf)
-    offset = 0
-    while True:
-        if cancel is not None and cancel.is_set():
-            raise StoppedError("stopping")
-        n = os.preadv(fd, [view], offset)
-        if n == 0:
-            return h.hexdigest()
-        h.update(view[:n])
-        offset += n
+    stop: Callable[[], bool] = (lambda: False) if cancel is None else cancel.is_set
+    view = memoryview(bytearray(CHUNK_SIZE))
+    with contextlib.closing(read_chunks(fd, 0, None, view, stop)) as chunks:
+        for chunk in chunks:
+            if stop():
+                raise StoppedError("stopping")
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def blobs_problem(blobs: Path) -> str | None:

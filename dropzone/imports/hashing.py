@@ -69,14 +69,14 @@ def sha256_file(path: Path, *, chunk_size: int = CHUNK_SIZE) -> str:
     view = memoryview(bytearray(chunk_size))
     with (
         open(path, "rb", buffering=0) as f,
-        contextlib.closing(_chunks(f.fileno(), 0, None, view)) as chunks,
+        contextlib.closing(read_chunks(f.fileno(), 0, None, view)) as chunks,
     ):
         for chunk in chunks:
             digest.update(chunk)
     return "sha256:" + digest.hexdigest()
 
 
-def _chunks(
+def read_chunks(
     fd: int,
     start: int,
     end: int | None,
@@ -104,7 +104,7 @@ def _chunks(
 def _read_ahead(
     fd: int, start: int, end: int | None, size: int, stop: Callable[[], bool]
 ) -> Generator[memoryview, None, None]:
-    """``_chunks`` with the next chunks read by a helper thread while the caller uses this one.
+    """``read_chunks`` with the next chunks read by a helper thread while the caller uses this one.
 
     Buffers go round between two queues: ``free`` (the caller is done with them) and ``ready``
     (filled, in file order). The reader ends with ``None`` (end of range or file) or the
@@ -385,7 +385,7 @@ class FollowingHasher:
         """Hash from what is hashed so far up to ``st.st_size`` (never past it)."""
         assert self._file is not None
         limit = st.st_size
-        chunks = _chunks(self._file.fileno(), self._hashed, limit, self._view, self._stop)
+        chunks = read_chunks(self._file.fileno(), self._hashed, limit, self._view, self._stop)
         with contextlib.closing(chunks):
             for chunk in chunks:
                 if self._stop():

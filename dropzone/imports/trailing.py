@@ -19,6 +19,7 @@ Only the copy method trails: a reflink or a hard link costs nothing after the cl
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -31,13 +32,18 @@ import structlog
 
 from dropzone.errors import FileChangedError
 from dropzone.fs.identity import FileKey
-from dropzone.imports.blobfiles import BLOB_MODE, copy_range, temporary_name, unlink_quietly
-from dropzone.imports.hashing import HashResult
+from dropzone.imports.blobfiles import (
+    BLOB_MODE,
+    copy_range,
+    create_temporary,
+    temporary_name,
+    unlink_quietly,
+)
+from dropzone.imports.hashing import CHUNK_SIZE, HashResult, read_chunks
 from dropzone.imports.staging import Staged
 
 log = structlog.get_logger("dropzone.placement")
 
-HASH_BACK_CHUNK = 1 << 20
 # ``abandon`` from another thread waits this long for a copy in progress (a read from the
 # drop file that hangs): the temporary is then left for the next start's sweep.
 ABANDON_WAIT_SECONDS = 1.0
@@ -156,9 +162,8 @@ class TrailingCopy:
         if not self._target.trails(os.fstat(src).st_dev):
             return False
         tmp = self._target.blobs / temporary_name()
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            self._fd = os.open(tmp, flags, 0o600)
+            self._fd = create_temporary(tmp)
         except OSError as exc:
             log.info(
                 "local_import.skipped",
@@ -169,7 +174,7 @@ class TrailingCopy:
             )
             return False
         self._tmp = tmp
-        self._view = memoryview(bytearray(HASH_BACK_CHUNK))
+        self._view = memoryview(bytearray(CHUNK_SIZE))
         return True
 
     def _copy(self, src: int, upto: int, stop: Callable[[], bool]) -> None:
@@ -181,13 +186,12 @@ class TrailingCopy:
     def _hash_back(self, end: int) -> None:
         """Hash the temporary's own bytes from ``_copied`` to ``end``, as read back from it."""
         assert self._fd is not None
-        while self._copied < end:
-            view = self._view[: min(len(self._view), end - self._copied)]
-            n = os.preadv(self._fd, [view], self._copied)
-            if n == 0:
-                raise OSError(0, "the copy is shorter than what was written to it")
-            self._sha.update(view[:n])
-            self._copied += n
+        with contextlib.closing(read_chunks(self._fd, self._copied, end, self._view)) as chunks:
+            for chunk in chunks:
+                self._sha.update(chunk)
+                self._copied += len(chunk)
+        if self._copied < end:
+            raise OSError(0, "the copy is shorter than what was written to it")
 
     def _mismatch(self, result: HashResult) -> str | None:
         assert self._fd is not None

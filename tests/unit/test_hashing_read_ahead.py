@@ -15,7 +15,7 @@ from dropzone.imports.hashing import (
     READ_AHEAD_MIN_CHUNKS,
     FollowingHasher,
     RestartReason,
-    _chunks,
+    read_chunks,
     sha256_file,
 )
 
@@ -89,7 +89,7 @@ def test_a_file_truncated_during_a_read_ahead_is_hashed_again_from_zero(tmp_path
 def test_a_read_error_in_the_reader_reaches_the_caller(tmp_path: Path) -> None:
     fd = os.open(tmp_path, os.O_RDONLY)  # reading a directory fails with EISDIR
     try:
-        chunks = _chunks(fd, 0, 2 * THRESHOLD, memoryview(bytearray(CHUNK)))
+        chunks = read_chunks(fd, 0, 2 * THRESHOLD, memoryview(bytearray(CHUNK)))
         with pytest.raises(IsADirectoryError):
             next(chunks)
         chunks.close()
